@@ -1,0 +1,466 @@
+//! Configuration: the TOML file an operator writes, parsed and checked before anything starts.
+//!
+//! Every error carries the file, line and column of the offending value (`FILE:LINE:COL: message`)
+//! so that `streetwatch check` can point at it like a compiler does.
+
+mod locate;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::scene::ZoneKind;
+
+pub use locate::PathSeg;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node (one running daemon).
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// Connection to the command center's MQTT broker.
+    pub mqtt: MqttConfig,
+    /// Where the ledger and evidence live.
+    pub storage: StorageConfig,
+    /// Shared detector settings.
+    #[serde(default)]
+    pub detector: DetectorConfig,
+    /// Tracker thresholds, all in seconds or fractions of a box, never in frames.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    /// Incident lifecycle settings.
+    #[serde(default)]
+    pub incidents: IncidentConfig,
+    /// The cameras this node watches.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// Identity and defaults of this node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node id used in topics (`{prefix}/nodes/{id}/available`).
+    #[serde(default = "default_node_id")]
+    pub id: String,
+    /// IANA time zone for schedules and message times, unless a camera sets its own.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: default_node_id(),
+            time_zone: default_time_zone(),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    "streetwatch".into()
+}
+fn default_time_zone() -> String {
+    "Asia/Shanghai".into()
+}
+
+/// MQTT connection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port`.
+    #[serde(default = "default_mqtt_url")]
+    pub url: String,
+    /// Prefix of every topic.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    /// Start an in-process broker on the url's port (for demos and single-box installs).
+    #[serde(default)]
+    pub embedded: bool,
+    /// MQTT client id; defaults to `streetwatch-{node id}`.
+    pub client_id: Option<String>,
+    /// Publish `{prefix}/stats` this often.
+    #[serde(default = "d_stats_every")]
+    pub stats_every_seconds: f64,
+}
+
+fn d_stats_every() -> f64 {
+    30.0
+}
+
+fn default_mqtt_url() -> String {
+    "mqtt://127.0.0.1:1883".into()
+}
+fn default_prefix() -> String {
+    "streetwatch".into()
+}
+
+/// Storage locations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory for `ledger.sqlite` and `evidence/`; relative paths are relative to the config file.
+    pub dir: PathBuf,
+}
+
+/// Detector settings shared by all cameras.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// Threads ONNX Runtime may use inside one inference.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Folder with model manifests (`*.toml`); default `models/` beside the working directory.
+    pub models_dir: Option<PathBuf>,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            threads: default_threads(),
+            models_dir: None,
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    1
+}
+
+/// Tracker thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// Detections at or above this score start tracks and take part in the first association pass.
+    #[serde(default = "d_high_score")]
+    pub high_score: f32,
+    /// Detections between this and `high_score` only extend existing tracks (second pass).
+    #[serde(default = "d_low_score")]
+    pub low_score: f32,
+    /// Minimum IoU between a predicted track box and a detection to associate them.
+    #[serde(default = "d_match_iou")]
+    pub match_iou: f32,
+    /// A moving track not seen for this long is dropped.
+    #[serde(default = "d_lost_moving")]
+    pub max_lost_seconds: f64,
+    /// A stationary track (a parked car) survives this long unseen, e.g. behind a bus.
+    #[serde(default = "d_lost_stationary")]
+    pub max_lost_stationary_seconds: f64,
+    /// How far (fraction of the box size) the box may wander and still count as at rest.
+    #[serde(default = "d_jitter")]
+    pub stationary_tolerance: f32,
+    /// How long a box must stay away from its resting place before the object counts as moved.
+    #[serde(default = "d_move_confirm")]
+    pub move_confirm_seconds: f64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            high_score: d_high_score(),
+            low_score: d_low_score(),
+            match_iou: d_match_iou(),
+            max_lost_seconds: d_lost_moving(),
+            max_lost_stationary_seconds: d_lost_stationary(),
+            stationary_tolerance: d_jitter(),
+            move_confirm_seconds: d_move_confirm(),
+        }
+    }
+}
+
+fn d_high_score() -> f32 {
+    0.5
+}
+fn d_low_score() -> f32 {
+    0.2
+}
+fn d_match_iou() -> f32 {
+    0.2
+}
+fn d_lost_moving() -> f64 {
+    5.0
+}
+fn d_lost_stationary() -> f64 {
+    60.0
+}
+fn d_jitter() -> f32 {
+    0.25
+}
+fn d_move_confirm() -> f64 {
+    3.0
+}
+
+/// Incident lifecycle settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentConfig {
+    /// Send an `update` for an open incident this often.
+    #[serde(default = "d_update_every")]
+    pub update_every_seconds: f64,
+    /// End an incident when its object has not been seen for this long.
+    #[serde(default = "d_end_after")]
+    pub end_after_seconds: f64,
+    /// Send an extra `update` when a frame's score beats the evidence's by this much.
+    #[serde(default = "d_better_evidence")]
+    pub better_evidence_margin: f32,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        Self {
+            update_every_seconds: d_update_every(),
+            end_after_seconds: d_end_after(),
+            better_evidence_margin: d_better_evidence(),
+        }
+    }
+}
+
+fn d_update_every() -> f64 {
+    60.0
+}
+fn d_end_after() -> f64 {
+    30.0
+}
+fn d_better_evidence() -> f32 {
+    0.1
+}
+
+/// How much of the stream is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// Decode every frame (needed when detecting more often than the keyframe interval).
+    #[default]
+    All,
+    /// Decode keyframes only: a fraction of the CPU, one frame per GOP (often 1-4 s).
+    Keyframes,
+}
+
+/// One camera.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Stable id, used in topics and events.
+    pub id: String,
+    /// Human name (e.g. the road junction).
+    #[serde(default)]
+    pub name: String,
+    /// `rtsp://…`, `http(s)://…`, `file://…` or a plain file path.
+    pub url: String,
+    /// Run detection on one frame every this many seconds of video time.
+    #[serde(default = "d_detect_every")]
+    pub detect_every_seconds: f64,
+    /// Model manifest name (a file `models/{model}.toml`).
+    #[serde(default = "d_model")]
+    pub model: String,
+    /// Decode all frames or keyframes only.
+    #[serde(default)]
+    pub decode: DecodeMode,
+    /// For file sources: playback speed relative to real time (1.0 = like a live camera, 0 = as fast as possible).
+    #[serde(default = "d_pace")]
+    pub pace: f64,
+    /// Camera's IANA time zone; defaults to the node's.
+    pub time_zone: Option<String>,
+    /// Set false to keep a camera in the file but not connect to it.
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// Zones drawn on this camera's picture.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+}
+
+fn d_detect_every() -> f64 {
+    2.0
+}
+fn d_model() -> String {
+    "yolox-nano-coco".into()
+}
+fn d_pace() -> f64 {
+    1.0
+}
+fn d_true() -> bool {
+    true
+}
+
+/// Which vehicles a parking zone forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VehicleClass {
+    /// Cars, trucks, buses (机动车).
+    Motor,
+    /// Bicycles, e-bikes, motorbikes (非机动车).
+    Nonmotor,
+}
+
+/// One zone: a polygon on the camera picture with a rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Id unique within the camera.
+    pub id: String,
+    /// Human name shown in events.
+    #[serde(default)]
+    pub name: String,
+    /// What the zone watches for.
+    pub kind: ZoneKind,
+    /// Normalized `[x, y]` points (0..1 of the frame), at least 3, not self-intersecting.
+    pub polygon: Vec<[f64; 2]>,
+    /// How long an object must stay before an event is raised.
+    #[serde(default = "d_dwell")]
+    pub dwell_seconds: f64,
+    /// Arming schedule (布防计划); empty = always armed.
+    #[serde(default)]
+    pub schedule: Vec<String>,
+    /// For `no_parking`: which vehicles are forbidden (default motor vehicles only).
+    #[serde(default = "d_vehicles")]
+    pub vehicles: Vec<VehicleClass>,
+    /// Grid (网格) this place belongs to.
+    #[serde(default)]
+    pub grid: String,
+    /// Unit responsible for this place.
+    #[serde(default)]
+    pub responsible_unit: String,
+    /// Whether the zone is armed at start (commands can switch it).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+}
+
+fn d_dwell() -> f64 {
+    180.0
+}
+fn d_vehicles() -> Vec<VehicleClass> {
+    vec![VehicleClass::Motor]
+}
+
+/// A configuration problem located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong and, where useful, what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a config file, in file order.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A loaded config together with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed, validated config.
+    pub config: Config,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+impl LoadedConfig {
+    /// The storage directory, resolved against the config file's folder.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.resolve(&self.config.storage.dir)
+    }
+
+    /// The model manifest folder.
+    pub fn models_dir(&self) -> PathBuf {
+        match &self.config.detector.models_dir {
+            Some(d) => self.resolve(d),
+            None => crate::assets::default_models_dir(),
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(p)
+        }
+    }
+
+    /// The camera with this id.
+    pub fn camera(&self, id: &str) -> Option<&CameraConfig> {
+        self.config.cameras.iter().find(|c| c.id == id)
+    }
+
+    /// The camera's time zone (its own or the node's); validated at load.
+    pub fn camera_tz(&self, cam: &CameraConfig) -> chrono_tz::Tz {
+        let name = cam.time_zone.as_deref().unwrap_or(&self.config.node.time_zone);
+        name.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text that came from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
+    let locator = locate::Locator::new(path, text);
+    let config: Config = toml_edit::de::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        ConfigErrors(vec![locator.error_at(offset, e.message().trim().to_string())])
+    })?;
+    let loaded = LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+    };
+    let problems = validate::validate(&loaded);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        let mut errors: Vec<ConfigError> = problems
+            .into_iter()
+            .map(|p| locator.error_at_path(&p.path, p.message))
+            .collect();
+        errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(errors))
+    }
+}

@@ -1,0 +1,209 @@
+//! Checks that go beyond types: geometry, ids, schedules, models, storage.
+
+use std::collections::HashSet;
+
+use super::locate::PathSeg::{self, Index, Key};
+use super::{LoadedConfig, ZoneConfig};
+use crate::geometry::{polygon_self_intersects, Point};
+use crate::scene::Schedule;
+
+/// One semantic problem, located by its path in the config tree.
+pub(super) struct Problem {
+    pub path: Vec<PathSeg>,
+    pub message: String,
+}
+
+pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
+    let cfg = &loaded.config;
+    let mut out = Vec::new();
+    let mut push = |path: Vec<PathSeg>, message: String| out.push(Problem { path, message });
+
+    if cfg.node.time_zone.parse::<chrono_tz::Tz>().is_err() {
+        push(
+            vec![Key("node"), Key("time_zone")],
+            format!(
+                "unknown time zone {:?}: use an IANA name such as \"Asia/Shanghai\"",
+                cfg.node.time_zone
+            ),
+        );
+    }
+    if let Err(e) = crate::mqtt::BrokerAddress::parse(&cfg.mqtt.url) {
+        push(vec![Key("mqtt"), Key("url")], e.to_string());
+    }
+    if cfg.detector.threads == 0 {
+        push(
+            vec![Key("detector"), Key("threads")],
+            "must be at least 1".into(),
+        );
+    }
+    if let Err(why) = check_writable(&loaded.storage_dir()) {
+        push(
+            vec![Key("storage"), Key("dir")],
+            format!(
+                "storage directory {} is not writable ({why}): create it or point `dir` at a writable folder",
+                loaded.storage_dir().display()
+            ),
+        );
+    }
+
+    let models_dir = loaded.models_dir();
+    let mut camera_ids = HashSet::new();
+    for (ci, cam) in cfg.cameras.iter().enumerate() {
+        let at = |rest: &[PathSeg]| {
+            let mut p = vec![Key("cameras"), Index(ci)];
+            p.extend_from_slice(rest);
+            p
+        };
+        if cam.id.trim().is_empty() {
+            push(at(&[Key("id")]), "camera id must not be empty".into());
+        } else if !camera_ids.insert(cam.id.as_str()) {
+            push(
+                at(&[Key("id")]),
+                format!("duplicate camera id {:?}: camera ids must be unique", cam.id),
+            );
+        } else if !is_topic_safe(&cam.id) {
+            push(
+                at(&[Key("id")]),
+                format!(
+                    "camera id {:?} may not contain '/', '+', '#' or spaces (it is used in MQTT topics)",
+                    cam.id
+                ),
+            );
+        }
+        if cam.url.trim().is_empty() {
+            push(at(&[Key("url")]), "camera url must not be empty".into());
+        }
+        if !(cam.detect_every_seconds > 0.0) {
+            push(
+                at(&[Key("detect_every_seconds")]),
+                "must be greater than 0".into(),
+            );
+        }
+        if !(cam.pace >= 0.0) {
+            push(at(&[Key("pace")]), "must be 0 or more".into());
+        }
+        if let Some(tz) = &cam.time_zone {
+            if tz.parse::<chrono_tz::Tz>().is_err() {
+                push(
+                    at(&[Key("time_zone")]),
+                    format!("unknown time zone {tz:?}: use an IANA name such as \"Asia/Shanghai\""),
+                );
+            }
+        }
+        if !models_dir.join(format!("{}.toml", cam.model)).is_file() {
+            push(
+                at(&[Key("model")]),
+                format!(
+                    "unknown model {:?}: no manifest {}; available: {}",
+                    cam.model,
+                    models_dir.join(format!("{}.toml", cam.model)).display(),
+                    crate::detector::manifest::available(&models_dir).join(", ")
+                ),
+            );
+        }
+        let mut zone_ids = HashSet::new();
+        for (zi, zone) in cam.zones.iter().enumerate() {
+            let zat = |rest: &[PathSeg]| {
+                let mut p = at(&[Key("zones"), Index(zi)]);
+                p.extend_from_slice(rest);
+                p
+            };
+            if zone.id.trim().is_empty() {
+                push(zat(&[Key("id")]), "zone id must not be empty".into());
+            } else if !zone_ids.insert(zone.id.as_str()) {
+                push(
+                    zat(&[Key("id")]),
+                    format!(
+                        "duplicate zone id {:?} in camera {:?}: zone ids must be unique within a camera",
+                        zone.id, cam.id
+                    ),
+                );
+            } else if !is_topic_safe(&zone.id) {
+                push(
+                    zat(&[Key("id")]),
+                    format!(
+                        "zone id {:?} may not contain '/', '+', '#' or spaces (it is used in MQTT topics)",
+                        zone.id
+                    ),
+                );
+            }
+            for (path, message) in check_zone(zone) {
+                push(zat(&path), message);
+            }
+        }
+    }
+    out
+}
+
+/// Geometry, dwell and schedule checks of one zone; paths are relative to the zone.
+fn check_zone(zone: &ZoneConfig) -> Vec<(Vec<PathSeg>, String)> {
+    let mut out = Vec::new();
+    if !zone.kind.is_supported() {
+        out.push((
+            vec![Key("kind")],
+            format!(
+                "zone kind {:?} is not handled by this version yet; supported: no_parking, ignore",
+                zone.kind
+            ),
+        ));
+    }
+    if zone.polygon.len() < 3 {
+        out.push((
+            vec![Key("polygon")],
+            format!(
+                "a polygon needs at least 3 points, this one has {}",
+                zone.polygon.len()
+            ),
+        ));
+    }
+    let mut inside = true;
+    for (pi, p) in zone.polygon.iter().enumerate() {
+        if !(0.0..=1.0).contains(&p[0]) || !(0.0..=1.0).contains(&p[1]) {
+            inside = false;
+            out.push((
+                vec![Key("polygon"), Index(pi)],
+                format!(
+                    "point [{}, {}] is outside the frame: coordinates are fractions of the frame width and height, 0..1",
+                    p[0], p[1]
+                ),
+            ));
+        }
+    }
+    if zone.polygon.len() >= 3 && inside {
+        let pts: Vec<Point> = zone
+            .polygon
+            .iter()
+            .map(|p| Point::new(p[0] as f32, p[1] as f32))
+            .collect();
+        if let Some((a, b)) = polygon_self_intersects(&pts) {
+            out.push((
+                vec![Key("polygon")],
+                format!(
+                    "the polygon crosses itself (edge {a} intersects edge {b}): reorder the points so the outline does not cross"
+                ),
+            ));
+        }
+    }
+    if !(zone.dwell_seconds >= 0.0) {
+        out.push((vec![Key("dwell_seconds")], "must be 0 or more".into()));
+    }
+    for (si, s) in zone.schedule.iter().enumerate() {
+        if let Err(e) = Schedule::parse_entry(s) {
+            out.push((vec![Key("schedule"), Index(si)], e.to_string()));
+        }
+    }
+    out
+}
+
+fn is_topic_safe(id: &str) -> bool {
+    !id.chars()
+        .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace())
+}
+
+fn check_writable(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let probe = dir.join(".streetwatch-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}

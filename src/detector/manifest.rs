@@ -1,0 +1,213 @@
+//! Model manifests: `models/{name}.toml` says where the weights come from and how to feed and read them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How a model's outputs are laid out (one decoder per layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// YOLOX: `[1, N, 5 + classes]`, anchor-free grid over strides 8/16/32, obj × cls scores.
+    Yolox,
+}
+
+/// Channel order the model expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (OpenCV-trained models).
+    Bgr,
+}
+
+/// How the frame is fitted into the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Keep aspect, paste at the top-left corner, pad the rest.
+    LetterboxTopLeft,
+    /// Keep aspect, centre, pad around.
+    LetterboxCenter,
+    /// Stretch to the input size.
+    Stretch,
+}
+
+/// Input tensor description.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Input name; default: the model's first input.
+    pub name: Option<String>,
+    /// `[width, height]`.
+    pub size: [u32; 2],
+    /// Channel order.
+    pub color: ColorOrder,
+    /// Fit mode.
+    pub resize: ResizeMode,
+    /// Value of padded pixels, in 0..255 before normalization.
+    #[serde(default)]
+    pub pad_value: f32,
+    /// Per-channel mean subtracted (in the model's channel order, 0..255 units).
+    #[serde(default)]
+    pub mean: [f32; 3],
+    /// Per-channel divisor after the mean.
+    #[serde(default = "unit_std")]
+    pub std: [f32; 3],
+}
+
+fn unit_std() -> [f32; 3] {
+    [1.0; 3]
+}
+
+/// A model manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Model name (the manifest's file stem).
+    pub name: String,
+    /// Human description and provenance.
+    #[serde(default)]
+    pub description: String,
+    /// Weights, relative to the assets root (e.g. `models/yolox_nano.onnx`).
+    pub file: String,
+    /// Where `make setup` may download the weights from, in order.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Expected sha256 of the weights.
+    pub sha256: Option<String>,
+    /// License of the weights.
+    #[serde(default)]
+    pub license: String,
+    /// Output layout.
+    pub layout: Layout,
+    /// Input description.
+    pub input: InputSpec,
+    /// Labels file relative to the assets root, one label per line.
+    pub labels_file: Option<String>,
+    /// Labels inline (instead of `labels_file`).
+    pub labels: Option<Vec<String>>,
+    /// Detections below this score are dropped (keep it low: the tracker uses weak detections).
+    #[serde(default = "d_score")]
+    pub score_threshold: f32,
+    /// Per-label score thresholds overriding `score_threshold`.
+    #[serde(default)]
+    pub label_thresholds: HashMap<String, f32>,
+    /// IoU above which NMS suppresses a box of the same label.
+    #[serde(default = "d_nms")]
+    pub nms_iou: f32,
+    /// Labels that count as motor vehicles (机动车).
+    #[serde(default)]
+    pub motor_vehicles: Vec<String>,
+    /// Labels that count as non-motor vehicles (非机动车).
+    #[serde(default)]
+    pub nonmotor_vehicles: Vec<String>,
+    /// Labels that are people.
+    #[serde(default)]
+    pub people: Vec<String>,
+}
+
+fn d_score() -> f32 {
+    0.2
+}
+fn d_nms() -> f32 {
+    0.45
+}
+
+/// A manifest problem, naming the manifest and field.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Unreadable or malformed.
+    #[error("model manifest {path}: {why}")]
+    Invalid {
+        /// Manifest path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Something it names is missing.
+    #[error("model manifest {path}: field `{field}`: {why}")]
+    Field {
+        /// Manifest path.
+        path: PathBuf,
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl Manifest {
+    /// Reads a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let invalid = |why: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        toml_edit::de::from_str(&text).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Reads `{dir}/{name}.toml`.
+    pub fn load_named(dir: &Path, name: &str) -> Result<Self, ManifestError> {
+        Self::load(&dir.join(format!("{name}.toml")))
+    }
+
+    /// The labels, from `labels` or `labels_file`.
+    pub fn resolve_labels(&self, manifest_path: &Path) -> Result<Vec<String>, ManifestError> {
+        if let Some(l) = &self.labels {
+            return Ok(l.clone());
+        }
+        let Some(file) = &self.labels_file else {
+            return Err(ManifestError::Field {
+                path: manifest_path.to_path_buf(),
+                field: "labels",
+                why: "give `labels = [...]` or `labels_file`".into(),
+            });
+        };
+        let path = crate::assets::find(file).map_err(|e| ManifestError::Field {
+            path: manifest_path.to_path_buf(),
+            field: "labels_file",
+            why: e.to_string(),
+        })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| ManifestError::Field {
+            path: manifest_path.to_path_buf(),
+            field: "labels_file",
+            why: format!("{}: {e}", path.display()),
+        })?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
+    /// The score threshold for a label.
+    pub fn threshold(&self, label: &str) -> f32 {
+        self.label_thresholds
+            .get(label)
+            .copied()
+            .unwrap_or(self.score_threshold)
+    }
+}
+
+/// Names of the manifests in a folder, sorted.
+pub fn available(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "toml" {
+                return None;
+            }
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}

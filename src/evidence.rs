@@ -1,0 +1,187 @@
+//! Evidence photos (照相取证): the frame with the zone and the box drawn and the dwell written,
+//! and a tight crop of the object, stored under `storage.dir/evidence` with their sha256.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ab_glyph::{FontVec, PxScale};
+use image::{Rgb, RgbImage};
+use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut, draw_text_mut};
+use imageproc::rect::Rect;
+use sha2::{Digest, Sha256};
+
+use crate::event::EvidenceRef;
+use crate::geometry::{BBox, Point};
+
+/// Why evidence could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write evidence {path}: {why}")]
+pub struct EvidenceError {
+    /// File.
+    pub path: PathBuf,
+    /// Cause.
+    pub why: String,
+}
+
+/// What to draw on an evidence frame.
+#[derive(Debug, Clone)]
+pub struct Annotation<'a> {
+    /// Normalized zone polygon.
+    pub zone: &'a [Point],
+    /// Normalized object box.
+    pub bbox: BBox,
+    /// Label text, e.g. `car 03:37`.
+    pub text: String,
+}
+
+/// Writes evidence files under one folder.
+pub struct EvidenceStore {
+    root: PathBuf,
+    font: Option<FontVec>,
+}
+
+impl std::fmt::Debug for EvidenceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvidenceStore").field("root", &self.root).finish()
+    }
+}
+
+/// Fonts tried for the label, in order (Debian's fonts-dejavu-core).
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+];
+
+impl EvidenceStore {
+    /// A store writing under `root` (usually `storage.dir/evidence`).
+    pub fn new(root: PathBuf) -> Self {
+        let font = FONT_PATHS
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .find_map(|bytes| FontVec::try_from_vec(bytes).ok());
+        if font.is_none() {
+            tracing::warn!("no DejaVu font found: evidence frames will have boxes but no text (install fonts-dejavu-core)");
+        }
+        Self { root, font }
+    }
+
+    /// The evidence folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes the annotated frame and the crop for message `seq` of an event.
+    pub fn save(
+        &self,
+        frame: &RgbImage,
+        camera_id: &str,
+        day: &str,
+        event_id: &str,
+        seq: u32,
+        ann: &Annotation<'_>,
+    ) -> Result<Vec<EvidenceRef>, EvidenceError> {
+        let dir = self.root.join(camera_id).join(day);
+        std::fs::create_dir_all(&dir).map_err(|e| EvidenceError {
+            path: dir.clone(),
+            why: e.to_string(),
+        })?;
+        let annotated = self.annotate(frame, ann);
+        let crop = crop(frame, ann.bbox);
+        let mut refs = Vec::new();
+        for (kind, img) in [("frame", &annotated), ("crop", &crop)] {
+            let path = dir.join(format!("{event_id}-{seq}-{kind}.jpg"));
+            let sha256 = write_jpeg(img, &path)?;
+            refs.push(EvidenceRef {
+                kind: kind.into(),
+                path: path.display().to_string(),
+                sha256,
+            });
+        }
+        Ok(refs)
+    }
+
+    fn annotate(&self, frame: &RgbImage, ann: &Annotation<'_>) -> RgbImage {
+        let mut img = frame.clone();
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let zone_color = Rgb([255, 200, 0]);
+        let box_color = Rgb([255, 40, 40]);
+        let n = ann.zone.len();
+        for i in 0..n {
+            let (a, b) = (ann.zone[i], ann.zone[(i + 1) % n]);
+            for d in [-1.0f32, 0.0, 1.0] {
+                draw_line_segment_mut(
+                    &mut img,
+                    (a.x * w + d, a.y * h),
+                    (b.x * w + d, b.y * h),
+                    zone_color,
+                );
+            }
+        }
+        let b = ann.bbox.scale(w, h).clamp(w - 1.0, h - 1.0);
+        for inset in 0..3 {
+            let i = inset as f32;
+            if let Some(r) = rect(b.x1 + i, b.y1 + i, b.x2 - i, b.y2 - i) {
+                draw_hollow_rect_mut(&mut img, r, box_color);
+            }
+        }
+        if let Some(font) = &self.font {
+            let size = (h / 28.0).clamp(14.0, 48.0);
+            let tw = size * 0.62 * ann.text.chars().count() as f32 + 8.0;
+            let ty = if b.y1 >= size + 4.0 { b.y1 - size - 4.0 } else { b.y2 + 2.0 };
+            if let Some(r) = rect(b.x1, ty, b.x1 + tw, ty + size + 4.0) {
+                draw_filled_rect_mut(&mut img, r, box_color);
+            }
+            draw_text_mut(
+                &mut img,
+                Rgb([255, 255, 255]),
+                (b.x1 + 4.0) as i32,
+                (ty + 2.0) as i32,
+                PxScale::from(size),
+                font,
+                &ann.text,
+            );
+        }
+        img
+    }
+}
+
+fn rect(x1: f32, y1: f32, x2: f32, y2: f32) -> Option<Rect> {
+    let (w, h) = (x2 - x1, y2 - y1);
+    (w >= 1.0 && h >= 1.0).then(|| Rect::at(x1 as i32, y1 as i32).of_size(w as u32, h as u32))
+}
+
+/// The object with a 10 % margin, clipped to the frame.
+pub fn crop(frame: &RgbImage, bbox: BBox) -> RgbImage {
+    let (w, h) = (frame.width() as f32, frame.height() as f32);
+    let b = bbox.scale(w, h);
+    let (mx, my) = (b.width() * 0.1, b.height() * 0.1);
+    let c = BBox::new(b.x1 - mx, b.y1 - my, b.x2 + mx, b.y2 + my).clamp(w, h);
+    let (x, y) = (c.x1 as u32, c.y1 as u32);
+    let cw = (c.width() as u32).max(1).min(frame.width() - x.min(frame.width() - 1));
+    let ch = (c.height() as u32).max(1).min(frame.height() - y.min(frame.height() - 1));
+    image::imageops::crop_imm(frame, x.min(frame.width() - 1), y.min(frame.height() - 1), cw, ch)
+        .to_image()
+}
+
+/// Writes a JPEG atomically (temp file + rename) and returns its sha256.
+fn write_jpeg(img: &RgbImage, path: &Path) -> Result<String, EvidenceError> {
+    let err = |why: String| EvidenceError {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 88)
+        .encode_image(img)
+        .map_err(|e| err(e.to_string()))?;
+    let tmp = path.with_extension("jpg.part");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
+    f.write_all(&bytes).map_err(|e| err(e.to_string()))?;
+    f.sync_all().map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// sha256 of a file, hex (for checking evidence).
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
+}

@@ -1,0 +1,321 @@
+//! Incidents: turns the scene's per-frame violations into events with a lifecycle
+//! (`new` when the dwell is reached, `update` periodically or on better evidence, `end`).
+
+use std::hash::{Hash, Hasher};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::IncidentConfig;
+use crate::geometry::BBox;
+use crate::scene::{EventKind, SceneReport, Violation};
+
+/// Stage of an event message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The dwell was reached.
+    New,
+    /// Still there (periodic, or better evidence).
+    Update,
+    /// Over.
+    End,
+}
+
+/// Why an incident ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The object has not been seen there for `end_after_seconds`.
+    ObjectLeft,
+    /// The zone's schedule ended.
+    ScheduleEnded,
+    /// The zone was switched off.
+    ZoneDisabled,
+    /// The stream ended (end of a replayed clip, or shutdown).
+    StreamEnded,
+}
+
+/// An open or just-ended incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    /// Stable id across all messages of the event.
+    pub event_id: String,
+    /// Event kind.
+    pub kind: EventKind,
+    /// Zone id.
+    pub zone_id: String,
+    /// Track id of the object (may change if the tracker lost and re-found it).
+    pub track_id: u64,
+    /// Label.
+    pub label: String,
+    /// Latest score.
+    pub score: f32,
+    /// Latest normalized box.
+    pub bbox: BBox,
+    /// When the object came to rest in the armed zone.
+    pub start: DateTime<Utc>,
+    /// Last time the object was seen there.
+    pub last_seen: DateTime<Utc>,
+    /// End time and reason, once ended.
+    pub end: Option<(DateTime<Utc>, EndReason)>,
+    /// Sequence number of the latest message (0 = new).
+    pub seq: u32,
+    /// Frame time of the latest message.
+    last_sent: DateTime<Utc>,
+    /// Score of the frame the current evidence was taken from.
+    evidence_score: f32,
+}
+
+/// One message to send about an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentChange {
+    /// new / update / end.
+    pub phase: Phase,
+    /// The incident after the change.
+    pub incident: Incident,
+    /// Whether this frame should become the evidence.
+    pub take_evidence: bool,
+}
+
+/// The open incidents of one camera.
+#[derive(Debug)]
+pub struct IncidentBook {
+    camera_id: String,
+    cfg: IncidentConfig,
+    open: Vec<Incident>,
+}
+
+impl IncidentBook {
+    /// An empty book for a camera.
+    pub fn new(camera_id: &str, cfg: IncidentConfig) -> Self {
+        Self {
+            camera_id: camera_id.to_string(),
+            cfg,
+            open: Vec::new(),
+        }
+    }
+
+    /// Open incidents.
+    pub fn open(&self) -> &[Incident] {
+        &self.open
+    }
+
+    /// Advances the book with the scene report of the frame at `now`.
+    ///
+    /// `dwell(zone_id)` is the zone's dwell in seconds.
+    pub fn step(
+        &mut self,
+        now: DateTime<Utc>,
+        report: &SceneReport,
+        dwell: &dyn Fn(&str) -> f64,
+    ) -> Vec<IncidentChange> {
+        let mut changes = Vec::new();
+        for v in &report.violations {
+            if let Some(inc) = self.open.iter_mut().find(|i| belongs(i, v)) {
+                if !v.seen_now {
+                    continue;
+                }
+                inc.last_seen = now;
+                inc.track_id = v.track_id;
+                inc.bbox = v.bbox;
+                inc.score = v.score;
+                inc.label = v.label.clone();
+                let better = v.score >= inc.evidence_score + self.cfg.better_evidence_margin;
+                let due = secs(now - inc.last_sent) >= self.cfg.update_every_seconds;
+                if better || due {
+                    inc.seq += 1;
+                    inc.last_sent = now;
+                    if better {
+                        inc.evidence_score = v.score;
+                    }
+                    changes.push(IncidentChange {
+                        phase: Phase::Update,
+                        incident: inc.clone(),
+                        take_evidence: better,
+                    });
+                }
+            } else if v.seen_now && secs(now - v.since) >= dwell(&v.zone_id) {
+                let inc = Incident {
+                    event_id: event_id(&self.camera_id, v),
+                    kind: v.kind,
+                    zone_id: v.zone_id.clone(),
+                    track_id: v.track_id,
+                    label: v.label.clone(),
+                    score: v.score,
+                    bbox: v.bbox,
+                    start: v.since,
+                    last_seen: now,
+                    end: None,
+                    seq: 0,
+                    last_sent: now,
+                    evidence_score: v.score,
+                };
+                changes.push(IncidentChange {
+                    phase: Phase::New,
+                    incident: inc.clone(),
+                    take_evidence: true,
+                });
+                self.open.push(inc);
+            }
+        }
+        let end_after = self.cfg.end_after_seconds;
+        let mut still_open = Vec::with_capacity(self.open.len());
+        for mut inc in self.open.drain(..) {
+            let end = if !report.armed.contains(&inc.zone_id) {
+                Some((now, EndReason::ScheduleEnded))
+            } else if secs(now - inc.last_seen) >= end_after {
+                Some((inc.last_seen, EndReason::ObjectLeft))
+            } else {
+                None
+            };
+            match end {
+                Some(end) => changes.push(close(&mut inc, end)),
+                None => still_open.push(inc),
+            }
+        }
+        self.open = still_open;
+        changes
+    }
+
+    /// Ends every open incident (end of stream or shutdown) at `now`.
+    pub fn finish(&mut self, now: DateTime<Utc>, reason: EndReason) -> Vec<IncidentChange> {
+        self.open
+            .drain(..)
+            .map(|mut inc| {
+                let at = if reason == EndReason::StreamEnded {
+                    inc.last_seen
+                } else {
+                    now
+                };
+                close(&mut inc, (at, reason))
+            })
+            .collect()
+    }
+
+    /// Ends the open incidents of one zone (it was switched off).
+    pub fn close_zone(&mut self, zone_id: &str, now: DateTime<Utc>) -> Vec<IncidentChange> {
+        let (closing, keep): (Vec<_>, Vec<_>) =
+            self.open.drain(..).partition(|i| i.zone_id == zone_id);
+        self.open = keep;
+        closing
+            .into_iter()
+            .map(|mut inc| close(&mut inc, (now, EndReason::ZoneDisabled)))
+            .collect()
+    }
+}
+
+fn close(inc: &mut Incident, end: (DateTime<Utc>, EndReason)) -> IncidentChange {
+    inc.end = Some(end);
+    inc.seq += 1;
+    IncidentChange {
+        phase: Phase::End,
+        incident: inc.clone(),
+        take_evidence: false,
+    }
+}
+
+/// Whether a violation is the object of an open incident: the same track at rest since the
+/// same time, or (after the tracker lost and re-found it) a box on the same spot.
+fn belongs(inc: &Incident, v: &Violation) -> bool {
+    inc.zone_id == v.zone_id
+        && inc.kind == v.kind
+        && ((inc.track_id == v.track_id && v.since <= inc.start) || inc.bbox.iou(&v.bbox) >= 0.5)
+}
+
+/// A ULID made from the start time and a hash of what the incident is, so a replayed clip gives
+/// the same ids every time.
+fn event_id(camera: &str, v: &Violation) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (camera, &v.zone_id, v.track_id, v.since.timestamp_millis()).hash(&mut h);
+    let hi = h.finish() as u128;
+    let mut h2 = std::collections::hash_map::DefaultHasher::new();
+    (hi, "streetwatch").hash(&mut h2);
+    let random = (hi << 64 | h2.finish() as u128) & ((1u128 << 80) - 1);
+    ulid::Ulid::from_parts(v.since.timestamp_millis().max(0) as u64, random).to_string()
+}
+
+fn secs(d: chrono::TimeDelta) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: f64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis((s * 1000.0) as i64).unwrap()
+    }
+
+    fn report(violations: Vec<Violation>) -> SceneReport {
+        SceneReport {
+            violations,
+            armed: vec!["z".into()],
+        }
+    }
+
+    fn v(since: f64, score: f32) -> Violation {
+        Violation {
+            zone_id: "z".into(),
+            kind: EventKind::IllegalParking,
+            track_id: 7,
+            label: "car".into(),
+            score,
+            bbox: BBox::new(0.2, 0.5, 0.4, 0.8),
+            since: t(since),
+            seen_now: true,
+        }
+    }
+
+    #[test]
+    fn lifecycle_new_update_end() {
+        let cfg = IncidentConfig {
+            update_every_seconds: 10.0,
+            end_after_seconds: 5.0,
+            better_evidence_margin: 0.1,
+        };
+        let mut book = IncidentBook::new("cam", cfg);
+        let dwell = |_: &str| 15.0;
+        let mut phases = Vec::new();
+        for s in 0..40 {
+            let now = t(s as f64);
+            let r = if s < 30 { report(vec![v(0.0, 0.6)]) } else { report(vec![]) };
+            for c in book.step(now, &r, &dwell) {
+                phases.push((s, c.phase, c.incident.seq));
+            }
+        }
+        assert_eq!(
+            phases,
+            vec![
+                (15, Phase::New, 0),
+                (25, Phase::Update, 1),
+                (34, Phase::End, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn short_stop_raises_nothing() {
+        let mut book = IncidentBook::new("cam", IncidentConfig::default());
+        for s in 0..30 {
+            let r = if s < 5 { report(vec![v(0.0, 0.9)]) } else { report(vec![]) };
+            assert!(book.step(t(s as f64), &r, &|_| 15.0).is_empty());
+        }
+    }
+
+    #[test]
+    fn schedule_end_closes() {
+        let mut book = IncidentBook::new("cam", IncidentConfig::default());
+        book.step(t(20.0), &report(vec![v(0.0, 0.9)]), &|_| 15.0);
+        let c = book.step(
+            t(21.0),
+            &SceneReport {
+                violations: vec![],
+                armed: vec![],
+            },
+            &|_| 15.0,
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].incident.end, Some((t(21.0), EndReason::ScheduleEnded)));
+    }
+}

@@ -1,0 +1,25 @@
+//! streetwatch: watches existing street cameras and tells a city command center, over MQTT,
+//! when a vehicle parks illegally, with the place, the grid responsible, evidence photos and
+//! how often it recurs there.
+//!
+//! The modules follow the data flow:
+//! `source` (decode, sample) -> `detector` -> `tracker` -> `scene` (zones, rules) ->
+//! `incidents` -> `evidence` + `ledger` -> `event` -> `mqtt`; `pipeline` wires one camera's
+//! stages, `app` runs cameras, replays and the demo; `compose` renders test and demo clips.
+
+pub mod app;
+pub mod assets;
+pub mod compose;
+pub mod config;
+pub mod detector;
+pub mod event;
+pub mod evidence;
+pub mod geometry;
+pub mod incidents;
+pub mod ledger;
+pub mod mqtt;
+pub mod pipeline;
+pub mod scene;
+pub mod source;
+pub mod stats;
+pub mod tracker;

@@ -1,0 +1,268 @@
+//! Pipeline: one camera's stages wired together. A frame goes in; event messages come out.
+//!
+//! detector -> tracker -> scene -> incidents -> evidence + ledger -> messages
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::config::{CameraConfig, LoadedConfig};
+use crate::detector::{DetectTiming, Detection, Detector};
+use crate::event::{self, EventMessage, Recurrence};
+use crate::evidence::{Annotation, EvidenceStore};
+use crate::incidents::{EndReason, IncidentBook, IncidentChange, Phase};
+use crate::ledger::Ledger;
+use crate::scene::{Scene, SceneReport};
+use crate::source::Frame;
+use crate::tracker::{Track, Tracker};
+
+/// A pipeline failure that stops the camera's processing.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Inference failed.
+    #[error("camera {camera}: {source}")]
+    Detector {
+        /// Camera id.
+        camera: String,
+        /// Cause.
+        source: crate::detector::DetectorError,
+    },
+    /// The ledger failed.
+    #[error("camera {camera}: {source}")]
+    Ledger {
+        /// Camera id.
+        camera: String,
+        /// Cause.
+        source: crate::ledger::LedgerError,
+    },
+    /// The camera's zones are invalid.
+    #[error("camera {camera}: {why}")]
+    Scene {
+        /// Camera id.
+        camera: String,
+        /// Cause.
+        why: String,
+    },
+}
+
+/// What one frame produced, for logs, stats and the console.
+#[derive(Debug, Clone, Default)]
+pub struct FrameOutcome {
+    /// Detections.
+    pub detections: Vec<Detection>,
+    /// Live tracks.
+    pub tracks: Vec<Track>,
+    /// Time per detector step.
+    pub timing: DetectTiming,
+    /// Messages to send, in order.
+    pub messages: Vec<EventMessage>,
+}
+
+/// All stages of one camera.
+pub struct CameraPipeline {
+    camera: CameraConfig,
+    tz: Tz,
+    detector: Arc<Detector>,
+    tracker: Tracker,
+    scene: Scene,
+    incidents: IncidentBook,
+    evidence: EvidenceStore,
+    ledger: Ledger,
+    /// Recurrence computed when each open incident started, repeated in its later messages.
+    recurrence: HashMap<String, Recurrence>,
+    /// Latest evidence of each open incident, repeated in messages that bring none.
+    last_evidence: HashMap<String, Vec<event::EvidenceRef>>,
+}
+
+impl std::fmt::Debug for CameraPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraPipeline")
+            .field("camera", &self.camera.id)
+            .finish()
+    }
+}
+
+impl CameraPipeline {
+    /// Builds the pipeline of camera `camera` from a loaded config.
+    pub fn new(
+        loaded: &LoadedConfig,
+        camera: &CameraConfig,
+        detector: Arc<Detector>,
+    ) -> Result<Self, PipelineError> {
+        let cfg = &loaded.config;
+        let tz = loaded.camera_tz(camera);
+        let scene = Scene::new(camera, tz).map_err(|e| PipelineError::Scene {
+            camera: camera.id.clone(),
+            why: e.to_string(),
+        })?;
+        let storage = loaded.storage_dir();
+        let ledger = Ledger::open(&storage).map_err(|source| PipelineError::Ledger {
+            camera: camera.id.clone(),
+            source,
+        })?;
+        Ok(Self {
+            camera: camera.clone(),
+            tz,
+            detector,
+            tracker: Tracker::new(cfg.tracker.clone()),
+            scene,
+            incidents: IncidentBook::new(&camera.id, cfg.incidents.clone()),
+            evidence: EvidenceStore::new(storage.join("evidence")),
+            ledger,
+            recurrence: HashMap::new(),
+            last_evidence: HashMap::new(),
+        })
+    }
+
+    /// Number of open incidents.
+    pub fn open_incidents(&self) -> usize {
+        self.incidents.open().len()
+    }
+
+    /// The camera.
+    pub fn camera(&self) -> &CameraConfig {
+        &self.camera
+    }
+
+    /// Arms or disarms a zone; ends the zone's open incidents when disarmed.
+    pub fn set_zone_enabled(
+        &mut self,
+        zone_id: &str,
+        on: bool,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<EventMessage>> {
+        if !self.scene.set_enabled(zone_id, on) {
+            return None;
+        }
+        if on {
+            return Some(Vec::new());
+        }
+        let changes = self.incidents.close_zone(zone_id, now);
+        Some(self.emit(changes, None))
+    }
+
+    /// Runs every stage on one frame.
+    pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, PipelineError> {
+        let (detections, timing) =
+            self.detector
+                .detect_timed(&frame.image)
+                .map_err(|source| PipelineError::Detector {
+                    camera: self.camera.id.clone(),
+                    source,
+                })?;
+        let tracks = self.tracker.update(frame.time, &detections);
+        let (w, h) = frame.image.dimensions();
+        let report: SceneReport = self.scene.evaluate(frame.time, &tracks, w, h);
+        let scene = &self.scene;
+        let dwell = |zone: &str| scene.zone(zone).map_or(f64::INFINITY, |z| z.config.dwell_seconds);
+        let changes = self.incidents.step(frame.time, &report, &dwell);
+        let messages = self.emit(changes, Some(frame));
+        Ok(FrameOutcome {
+            detections,
+            tracks,
+            timing,
+            messages,
+        })
+    }
+
+    /// Ends every open incident (end of clip, shutdown).
+    pub fn finish(&mut self, now: DateTime<Utc>, reason: EndReason) -> Vec<EventMessage> {
+        let changes = self.incidents.finish(now, reason);
+        self.emit(changes, None)
+    }
+
+    /// Turns incident changes into messages: evidence, recurrence, ledger.
+    fn emit(&mut self, changes: Vec<IncidentChange>, frame: Option<&Frame>) -> Vec<EventMessage> {
+        let mut out = Vec::new();
+        for change in changes {
+            let inc = &change.incident;
+            let Some(zone) = self.scene.zone(&inc.zone_id) else {
+                continue;
+            };
+            if change.phase == Phase::New {
+                let history = self
+                    .ledger
+                    .history(&self.camera.id, &inc.zone_id, inc.kind.as_str(), inc.start)
+                    .unwrap_or_else(|e| {
+                        tracing::error!("{e}; sending the event without recurrence");
+                        Default::default()
+                    });
+                self.recurrence.insert(
+                    inc.event_id.clone(),
+                    Recurrence {
+                        count_30d: history.count_30d,
+                        previous_end: history
+                            .previous_end
+                            .map(|t| event::local_time(t, self.tz)),
+                    },
+                );
+            }
+            let mut evidence = Vec::new();
+            if let (true, Some(frame)) = (change.take_evidence, frame) {
+                let local = frame.time.with_timezone(&self.tz);
+                let dwell = (frame.time - inc.start).num_seconds().max(0);
+                let ann = Annotation {
+                    zone: &zone.polygon,
+                    bbox: inc.bbox,
+                    text: format!(
+                        "{} {} {:02}:{:02}",
+                        inc.label,
+                        inc.kind.default_category().0,
+                        dwell / 60,
+                        dwell % 60
+                    ),
+                };
+                match self.evidence.save(
+                    &frame.image,
+                    &self.camera.id,
+                    &local.format("%Y-%m-%d").to_string(),
+                    &inc.event_id,
+                    inc.seq,
+                    &ann,
+                ) {
+                    Ok(refs) => {
+                        self.last_evidence.insert(inc.event_id.clone(), refs.clone());
+                        evidence = refs;
+                    }
+                    // No event is lost for want of a photo: it goes out without one, and the log says why.
+                    Err(e) => tracing::error!("{e}; sending the event without evidence"),
+                }
+            }
+            if evidence.is_empty() {
+                evidence = self
+                    .last_evidence
+                    .get(&inc.event_id)
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            let recurrence = self
+                .recurrence
+                .get(&inc.event_id)
+                .cloned()
+                .unwrap_or_default();
+            let msg = event::message(
+                change.phase,
+                inc,
+                &self.camera,
+                &zone.config,
+                self.tz,
+                recurrence,
+                evidence,
+            );
+            if let Err(e) = self
+                .ledger
+                .record(&msg, inc.start, inc.last_seen, inc.end.map(|(t, _)| t))
+            {
+                tracing::error!("{e}; the message is still sent");
+            }
+            if change.phase == Phase::End {
+                self.recurrence.remove(&inc.event_id);
+                self.last_evidence.remove(&inc.event_id);
+            }
+            out.push(msg);
+        }
+        out
+    }
+}

@@ -1,0 +1,249 @@
+//! Scene: a camera's zones with their schedules, and the rules that turn tracks into violations.
+
+mod schedule;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CameraConfig, VehicleClass, ZoneConfig};
+use crate::detector::ObjectClass;
+use crate::geometry::{point_in_polygon, BBox, Point};
+use crate::tracker::Track;
+
+pub use schedule::{Schedule, ScheduleError};
+
+/// What a zone watches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneKind {
+    /// No parking (禁停区): vehicles at rest past the dwell raise `illegal_parking` / `nonmotor_parking`.
+    NoParking,
+    /// No vending (禁止占道经营).
+    NoVending,
+    /// A shop's frontage (门前三包).
+    Shopfront,
+    /// A place watched for garbage piles.
+    GarbageWatch,
+    /// Masked out: nothing whose ground point falls here raises an event.
+    Ignore,
+}
+
+impl ZoneKind {
+    /// Whether this version acts on the kind (the others are reserved and refused by `check`).
+    pub fn is_supported(self) -> bool {
+        matches!(self, ZoneKind::NoParking | ZoneKind::Ignore)
+    }
+}
+
+/// The kind of an event, as named in messages and topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// 机动车乱停放.
+    IllegalParking,
+    /// 非机动车乱停放.
+    NonmotorParking,
+}
+
+impl EventKind {
+    /// The snake_case name used in topics and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::IllegalParking => "illegal_parking",
+            EventKind::NonmotorParking => "nonmotor_parking",
+        }
+    }
+
+    /// Default GB/T 30428.2 category code and Chinese name (数字城管 event code).
+    pub fn default_category(self) -> (&'static str, &'static str) {
+        match self {
+            EventKind::IllegalParking => ("05-05", "机动车乱停放"),
+            EventKind::NonmotorParking => ("05-06", "非机动车乱停放"),
+        }
+    }
+}
+
+/// A zone ready for evaluation.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// Config as written (names, grid, unit).
+    pub config: ZoneConfig,
+    /// Normalized polygon.
+    pub polygon: Vec<Point>,
+    /// Parsed schedule.
+    pub schedule: Schedule,
+    /// Armed by config or by command.
+    pub enabled: bool,
+}
+
+impl Zone {
+    /// Builds a zone from its (already validated) config.
+    pub fn new(config: &ZoneConfig) -> Result<Self, ScheduleError> {
+        Ok(Self {
+            polygon: config
+                .polygon
+                .iter()
+                .map(|p| Point::new(p[0] as f32, p[1] as f32))
+                .collect(),
+            schedule: Schedule::parse(&config.schedule)?,
+            enabled: config.enabled,
+            config: config.clone(),
+        })
+    }
+
+    /// Whether a normalized box's ground point lies in the zone.
+    pub fn contains(&self, bbox_norm: &BBox) -> bool {
+        point_in_polygon(bbox_norm.bottom_center(), &self.polygon)
+    }
+}
+
+/// An object currently breaking a zone's rule (whether or not the dwell is reached yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// The zone.
+    pub zone_id: String,
+    /// Event kind this would raise.
+    pub kind: EventKind,
+    /// The track.
+    pub track_id: u64,
+    /// Detector label.
+    pub label: String,
+    /// Latest detection score.
+    pub score: f32,
+    /// Normalized box.
+    pub bbox: BBox,
+    /// When the dwell started: the object came to rest here, or the zone was armed, whichever is later.
+    pub since: DateTime<Utc>,
+    /// Whether the track was matched to a detection on this frame.
+    pub seen_now: bool,
+}
+
+/// What the scene says about one frame.
+#[derive(Debug, Clone, Default)]
+pub struct SceneReport {
+    /// Objects breaking a rule now.
+    pub violations: Vec<Violation>,
+    /// Zones armed at this frame (enabled and inside their schedule).
+    pub armed: Vec<String>,
+}
+
+/// A camera's zones and their arming state.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    zones: Vec<Zone>,
+    tz: Tz,
+    /// When each armed zone became armed (frame time), to start dwell no earlier than that.
+    armed_since: HashMap<String, DateTime<Utc>>,
+}
+
+impl Scene {
+    /// Builds the scene of a camera.
+    pub fn new(camera: &CameraConfig, tz: Tz) -> Result<Self, ScheduleError> {
+        let zones = camera
+            .zones
+            .iter()
+            .map(Zone::new)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            zones,
+            tz,
+            armed_since: HashMap::new(),
+        })
+    }
+
+    /// The zones.
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// A zone by id.
+    pub fn zone(&self, id: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.config.id == id)
+    }
+
+    /// Arms or disarms a zone (a command from the command center); false if there is no such zone.
+    pub fn set_enabled(&mut self, id: &str, on: bool) -> bool {
+        match self.zones.iter_mut().find(|z| z.config.id == id) {
+            Some(z) => {
+                z.enabled = on;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evaluates the rules for the tracks of one frame at `time`.
+    pub fn evaluate(
+        &mut self,
+        time: DateTime<Utc>,
+        tracks: &[Track],
+        frame_w: u32,
+        frame_h: u32,
+    ) -> SceneReport {
+        let local = time.with_timezone(&self.tz).naive_local();
+        let mut report = SceneReport::default();
+        for zone in &self.zones {
+            let id = &zone.config.id;
+            if zone.enabled && zone.schedule.is_active(local) {
+                self.armed_since.entry(id.clone()).or_insert(time);
+                report.armed.push(id.clone());
+            } else {
+                self.armed_since.remove(id);
+            }
+        }
+        let (sx, sy) = (1.0 / frame_w as f32, 1.0 / frame_h as f32);
+        for track in tracks {
+            let Some(rest_since) = track.stationary_since else {
+                continue;
+            };
+            let bbox = track.bbox.scale(sx, sy);
+            let masked = self
+                .zones
+                .iter()
+                .any(|z| z.config.kind == ZoneKind::Ignore && z.enabled && z.contains(&bbox));
+            if masked {
+                continue;
+            }
+            for zone in &self.zones {
+                let Some(armed) = self.armed_since.get(&zone.config.id) else {
+                    continue;
+                };
+                let Some(kind) = parking_kind(zone, track.class) else {
+                    continue;
+                };
+                if !zone.contains(&bbox) {
+                    continue;
+                }
+                report.violations.push(Violation {
+                    zone_id: zone.config.id.clone(),
+                    kind,
+                    track_id: track.id,
+                    label: track.label.clone(),
+                    score: track.score,
+                    bbox,
+                    since: rest_since.max(*armed),
+                    seen_now: track.seen_now,
+                });
+            }
+        }
+        report
+    }
+}
+
+/// The event a resting object of this class raises in this zone, if any.
+fn parking_kind(zone: &Zone, class: ObjectClass) -> Option<EventKind> {
+    if zone.config.kind != ZoneKind::NoParking {
+        return None;
+    }
+    let forbids = |v: VehicleClass| zone.config.vehicles.contains(&v);
+    match class {
+        ObjectClass::MotorVehicle if forbids(VehicleClass::Motor) => Some(EventKind::IllegalParking),
+        ObjectClass::NonmotorVehicle if forbids(VehicleClass::Nonmotor) => {
+            Some(EventKind::NonmotorParking)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,203 @@
+//! Demux and decode a video stream with FFmpeg (files, RTSP over TCP, HTTP).
+
+use std::sync::Once;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags};
+use ffmpeg::util::frame::video::Video as VideoFrame;
+use image::RgbImage;
+
+use crate::config::DecodeMode;
+
+/// A decoding failure, with the stream's url.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{url}: {why}")]
+pub struct DecodeError {
+    /// Stream url (credentials removed).
+    pub url: String,
+    /// What failed.
+    pub why: String,
+}
+
+/// One decoded picture.
+#[derive(Debug, Clone)]
+pub struct DecodedFrame {
+    /// Presentation time in seconds from the start of the stream.
+    pub pts: f64,
+    /// The picture.
+    pub image: RgbImage,
+}
+
+/// An open video stream.
+pub struct VideoDecoder {
+    url: String,
+    input: ffmpeg::format::context::Input,
+    decoder: ffmpeg::decoder::Video,
+    stream_index: usize,
+    time_base: f64,
+    start_pts: Option<i64>,
+    mode: DecodeMode,
+    scaler: Option<(Scaler, Pixel, u32, u32)>,
+    eof_sent: bool,
+}
+
+static FFMPEG_INIT: Once = Once::new();
+
+/// Removes `user:password@` from a url for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***@{}", &url[..s + 3], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+impl VideoDecoder {
+    /// Opens a stream; RTSP goes over TCP with a 10 s socket timeout so a dead camera is noticed.
+    pub fn open(url: &str, mode: DecodeMode) -> Result<Self, DecodeError> {
+        FFMPEG_INIT.call_once(|| {
+            let _ = ffmpeg::init();
+            ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        });
+        let shown = redact(url);
+        let err = |why: String| DecodeError {
+            url: shown.clone(),
+            why,
+        };
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        let mut opts = ffmpeg::Dictionary::new();
+        if url.starts_with("rtsp://") || url.starts_with("rtsps://") {
+            opts.set("rtsp_transport", "tcp");
+            opts.set("timeout", "10000000");
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            opts.set("rw_timeout", "10000000");
+            opts.set("reconnect", "0");
+        }
+        let input = ffmpeg::format::input_with_dictionary(&path, opts)
+            .map_err(|e| err(format!("cannot open: {e}")))?;
+        let stream = input
+            .streams()
+            .best(ffmpeg::media::Type::Video)
+            .ok_or_else(|| err("no video stream".into()))?;
+        let stream_index = stream.index();
+        let tb = stream.time_base();
+        let time_base = tb.numerator() as f64 / tb.denominator().max(1) as f64;
+        let ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| err(format!("unsupported codec parameters: {e}")))?;
+        let mut decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| err(format!("no decoder for this codec: {e}")))?;
+        if mode == DecodeMode::Keyframes {
+            // SAFETY: the context is open and owned by `decoder`; skip_frame is a plain field the
+            // decoder reads on each call, which is how FFmpeg's own tools set it.
+            unsafe {
+                (*decoder.as_mut_ptr()).skip_frame = ffmpeg::ffi::AVDiscard::AVDISCARD_NONKEY;
+            }
+        }
+        Ok(Self {
+            url: shown,
+            input,
+            decoder,
+            stream_index,
+            time_base,
+            start_pts: None,
+            mode,
+            scaler: None,
+            eof_sent: false,
+        })
+    }
+
+    /// The stream's `creation_time` tag, if the file has one.
+    pub fn creation_time(&self) -> Option<String> {
+        self.input
+            .metadata()
+            .get("creation_time")
+            .map(str::to_string)
+    }
+
+    fn err(&self, why: String) -> DecodeError {
+        DecodeError {
+            url: self.url.clone(),
+            why,
+        }
+    }
+
+    /// Decodes the next frame that `want(pts)` accepts; frames it refuses are not converted to RGB.
+    /// Returns `Ok(None)` at the end of the stream.
+    pub fn next_frame(
+        &mut self,
+        want: &mut dyn FnMut(f64) -> bool,
+    ) -> Result<Option<DecodedFrame>, DecodeError> {
+        let mut frame = VideoFrame::empty();
+        loop {
+            match self.decoder.receive_frame(&mut frame) {
+                Ok(()) => {
+                    let Some(ts) = frame.timestamp().or(frame.pts()) else {
+                        continue;
+                    };
+                    let start = *self.start_pts.get_or_insert(ts);
+                    let pts = (ts - start) as f64 * self.time_base;
+                    if want(pts) {
+                        let image = self.to_rgb(&frame)?;
+                        return Ok(Some(DecodedFrame { pts, image }));
+                    }
+                    continue;
+                }
+                Err(ffmpeg::Error::Eof) => return Ok(None),
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
+                Err(e) => return Err(self.err(format!("decode error: {e}"))),
+            }
+            if self.eof_sent {
+                return Ok(None);
+            }
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) => {
+                    if packet.stream() != self.stream_index {
+                        continue;
+                    }
+                    if self.mode == DecodeMode::Keyframes && !packet.is_key() {
+                        continue;
+                    }
+                    if let Err(e) = self.decoder.send_packet(&packet) {
+                        // A damaged packet (common on lossy RTSP) is skipped, not fatal.
+                        tracing::debug!(url = %self.url, "packet rejected: {e}");
+                    }
+                }
+                Err(ffmpeg::Error::Eof) => {
+                    self.eof_sent = true;
+                    let _ = self.decoder.send_eof();
+                }
+                Err(e) => return Err(self.err(format!("read error: {e}"))),
+            }
+        }
+    }
+
+    fn to_rgb(&mut self, frame: &VideoFrame) -> Result<RgbImage, DecodeError> {
+        let (w, h, fmt) = (frame.width(), frame.height(), frame.format());
+        let stale = !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
+        if stale {
+            let s = Scaler::get(fmt, w, h, Pixel::RGB24, w, h, Flags::BILINEAR)
+                .map_err(|e| self.err(format!("cannot convert {fmt:?} to RGB: {e}")))?;
+            self.scaler = Some((s, fmt, w, h));
+        }
+        let mut rgb = VideoFrame::empty();
+        if let Some((scaler, ..)) = self.scaler.as_mut() {
+            scaler
+                .run(frame, &mut rgb)
+                .map_err(|e| DecodeError {
+                    url: self.url.clone(),
+                    why: format!("colour conversion failed: {e}"),
+                })?;
+        }
+        let stride = rgb.stride(0);
+        let data = rgb.data(0);
+        let row = w as usize * 3;
+        let mut buf = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            buf.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        RgbImage::from_raw(w, h, buf).ok_or_else(|| self.err("frame buffer size mismatch".into()))
+    }
+}

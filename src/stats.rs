@@ -1,0 +1,77 @@
+//! Running statistics per camera, published on `{prefix}/stats`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::detector::DetectTiming;
+use crate::source::CameraState;
+
+/// Figures of one camera.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CameraStats {
+    /// Connection state.
+    pub state: CameraState,
+    /// Sampled frames processed since start.
+    pub frames: u64,
+    /// Sampled frames per second (recent).
+    pub fps: f64,
+    /// Stream time of the latest frame.
+    pub last_frame_time: Option<String>,
+    /// Mean inference time of recent frames, milliseconds.
+    pub inference_ms: f64,
+    /// Mean pre- plus post-processing time of recent frames, milliseconds.
+    pub processing_ms: f64,
+    /// Open incidents.
+    pub open_incidents: usize,
+    /// Reconnections since start.
+    pub reconnects: u64,
+}
+
+impl Default for CameraStats {
+    fn default() -> Self {
+        Self {
+            state: CameraState::Offline,
+            frames: 0,
+            fps: 0.0,
+            last_frame_time: None,
+            inference_ms: 0.0,
+            processing_ms: 0.0,
+            open_incidents: 0,
+            reconnects: 0,
+        }
+    }
+}
+
+impl CameraStats {
+    /// Folds one frame's timing into the recent means (exponential, ~10 frames).
+    pub fn record_timing(&mut self, t: &DetectTiming) {
+        let a = if self.frames <= 1 { 1.0 } else { 0.1 };
+        let inf = t.inference.as_secs_f64() * 1000.0;
+        let pp = (t.preprocess + t.postprocess).as_secs_f64() * 1000.0;
+        self.inference_ms += a * (inf - self.inference_ms);
+        self.processing_ms += a * (pp - self.processing_ms);
+    }
+}
+
+/// Stats of all cameras, shared between camera threads and the publisher.
+#[derive(Debug, Clone, Default)]
+pub struct StatsBoard {
+    inner: Arc<Mutex<BTreeMap<String, CameraStats>>>,
+}
+
+impl StatsBoard {
+    /// Updates one camera's entry.
+    pub fn update(&self, camera: &str, f: impl FnOnce(&mut CameraStats)) {
+        if let Ok(mut m) = self.inner.lock() {
+            f(m.entry(camera.to_string()).or_default());
+        }
+    }
+
+    /// The stats message: `{"cameras": {id: {...}}}`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let cams = self.inner.lock().map(|m| m.clone()).unwrap_or_default();
+        serde_json::json!({ "cameras": cams })
+    }
+}

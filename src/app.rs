@@ -88,6 +88,7 @@ pub fn camera_worker(
         pace: cam.pace,
         start_time: None,
         reconnect: true,
+        repeat: cam.repeat,
     };
     // Both callbacks read these; the feed calls them one at a time.
     let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);
@@ -351,6 +352,7 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         pace: 0.0,
         start_time: Some(start),
         reconnect: false,
+        repeat: false,
     };
     let mut messages = Vec::new();
     let mut frames = 0u64;

@@ -263,6 +263,10 @@ pub struct CameraConfig {
     /// For file sources: playback speed relative to real time (1.0 = like a live camera, 0 = as fast as possible).
     #[serde(default = "d_pace")]
     pub pace: f64,
+    /// For file sources in `run`: start the file again when it ends (demo and test cameras);
+    /// stream time keeps going forward across the loops.
+    #[serde(default)]
+    pub repeat: bool,
     /// Camera's IANA time zone; defaults to the node's.
     pub time_zone: Option<String>,
     /// Set false to keep a camera in the file but not connect to it.

@@ -98,6 +98,8 @@ pub struct FeedOptions {
     pub start_time: Option<DateTime<Utc>>,
     /// Whether to reconnect after errors (live) or return them (replay).
     pub reconnect: bool,
+    /// Files: play again from the start when the file ends, continuing the stream time.
+    pub repeat: bool,
 }
 
 /// Whether a url names a local file rather than a network stream.
@@ -125,10 +127,13 @@ pub fn run_feed(
         }
     };
     let mut sampler = Sampler::new(opts.detect_every_seconds);
+    // Where a repeated file's next loop starts in stream time.
+    let mut loop_anchor: Option<DateTime<Utc>> = None;
     while !stop.load(Ordering::Relaxed) {
         let result = VideoDecoder::open(&opts.url, opts.decode).and_then(|mut dec| {
             sampler.reset();
-            let anchor = opts.start_time.unwrap_or_else(Utc::now);
+            let resume = if opts.repeat { loop_anchor } else { None };
+            let anchor = resume.or(opts.start_time).unwrap_or_else(Utc::now);
             let opened = Instant::now();
             let mut announced = false;
             loop {
@@ -151,6 +156,9 @@ pub fn run_feed(
                     }
                 }
                 let time = anchor + chrono::Duration::milliseconds((f.pts * 1000.0).round() as i64);
+                loop_anchor = Some(time + chrono::Duration::milliseconds(
+                    (opts.detect_every_seconds * 1000.0).round() as i64,
+                ));
                 on_frame(Frame {
                     time,
                     image: f.image,
@@ -159,7 +167,12 @@ pub fn run_feed(
             }
         });
         match result {
-            Ok(()) if is_file_url(&opts.url) || stop.load(Ordering::Relaxed) => break,
+            Ok(()) if stop.load(Ordering::Relaxed) => break,
+            Ok(()) if is_file_url(&opts.url) && opts.repeat => {
+                // No backoff between loops of a file.
+                continue;
+            }
+            Ok(()) if is_file_url(&opts.url) => break,
             Ok(()) => {
                 // A live stream that ends cleanly is a dropped connection.
                 if !opts.reconnect {

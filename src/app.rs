@@ -427,7 +427,7 @@ pub fn demo(config: &Path, scenario: &Path, clip: &Path) -> Result<()> {
     if let Some(d) = clip.parent() {
         std::fs::create_dir_all(d)?;
     }
-    crate::compose::render(&sc, &crate::assets::assets_root(), clip)?;
+    crate::compose::render(&sc, clip)?;
     let loaded = crate::config::load(config).map_err(|e| anyhow!("{e}"))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

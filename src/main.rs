@@ -177,7 +177,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         } => app::demo(&config, &scenario, &clip).map(|_| ExitCode::SUCCESS),
         Command::Compose { scenario, out } => {
             let sc = compose::load_scenario(&scenario)?;
-            let truth = compose::render(&sc, &streetwatch::assets::assets_root(), &out)
+            let truth = compose::render(&sc, &out)
                 .with_context(|| format!("rendering {}", scenario.display()))?;
             println!(
                 "{}: {} frames at {} fps",

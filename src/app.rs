@@ -230,6 +230,13 @@ fn start_mqtt(loaded: &LoadedConfig) -> Result<Publisher> {
     if cfg.embedded {
         let addr = mqtt::BrokerAddress::parse(&cfg.url)?;
         mqtt::start_embedded_broker(&addr).map_err(|e| anyhow!(e))?;
+        // Let the broker listen before the publisher's first attempt, so the log stays clean.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect((addr.host.as_str(), addr.port)).is_err()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         tracing::info!("embedded MQTT broker listening on {}:{}", addr.host, addr.port);
     }
     Ok(mqtt::start_publisher(cfg, &loaded.config.node.id)?)
@@ -428,7 +435,15 @@ pub fn demo(config: &Path, scenario: &Path, clip: &Path) -> Result<()> {
         std::fs::create_dir_all(d)?;
     }
     crate::compose::render(&sc, clip)?;
-    let loaded = crate::config::load(config).map_err(|e| anyhow!("{e}"))?;
+    let mut loaded = crate::config::load(config).map_err(|e| anyhow!("{e}"))?;
+    // The demo camera watches the clip just rendered, wherever it was asked to go.
+    let cam = loaded
+        .config
+        .cameras
+        .first_mut()
+        .ok_or_else(|| anyhow!("{}: the demo config has no camera", config.display()))?;
+    cam.url = clip.display().to_string();
+    cam.repeat = false;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let (tx, delivery, publisher) = start_mqtt(&loaded)?;
@@ -493,28 +508,45 @@ async fn subscribe_and_print(loaded: &LoadedConfig) -> Result<Arc<std::sync::ato
 }
 
 fn print_event(topic: &str, payload: &[u8]) {
-    match serde_json::from_slice::<EventMessage>(payload) {
-        Ok(m) => {
-            println!(
-                "[{topic}] {:?} {} {} ({}) camera {} zone {} / {} / {}: {} {:.2}, dwell {:.0}s, since {}{}",
-                m.phase,
-                m.kind,
-                m.category.code,
-                m.category.name,
-                m.camera.id,
-                m.zone.id,
-                m.zone.grid,
-                m.zone.responsible_unit,
-                m.object.label,
-                m.object.score,
-                m.dwell_seconds,
-                m.start_time,
-                m.evidence
-                    .first()
-                    .map(|e| format!("\n    evidence: {}", e.path))
-                    .unwrap_or_default()
-            );
+    let Ok(m) = serde_json::from_slice::<EventMessage>(payload) else {
+        println!("[{topic}] {}", String::from_utf8_lossy(payload));
+        return;
+    };
+    let phase = wire_name(&m.phase);
+    println!(
+        "{topic}\n  {phase} #{} {} {} {} | {} ({}) / {} ({}) | {} / {}",
+        m.seq,
+        m.kind,
+        m.category.code,
+        m.category.name,
+        m.camera.id,
+        m.camera.name,
+        m.zone.id,
+        m.zone.name,
+        m.zone.grid,
+        m.zone.responsible_unit,
+    );
+    println!(
+        "  {} {:.2} at {:?} | since {} | dwell {:.0} s{}",
+        m.object.label,
+        m.object.score,
+        m.object.bbox,
+        m.start_time,
+        m.dwell_seconds,
+        match (&m.end_time, m.end_reason) {
+            (Some(t), Some(r)) => format!(" | ended {t} ({})", wire_name(&r)),
+            _ => String::new(),
         }
-        Err(_) => println!("[{topic}] {}", String::from_utf8_lossy(payload)),
+    );
+    for e in &m.evidence {
+        println!("  evidence {}: {}", wire_name(&e.kind), e.path);
     }
+}
+
+/// The name a value has in the JSON message (`new`, `object_left`, ...).
+fn wire_name(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

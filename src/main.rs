@@ -76,14 +76,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its events itself; its log shows only problems unless RUST_LOG asks.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn,rumqttd=off",
+        _ => "info,ort=warn,rumqttd=off",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ort=warn,rumqttd=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {

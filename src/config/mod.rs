@@ -395,6 +395,28 @@ pub struct LoadedConfig {
     pub path: PathBuf,
 }
 
+/// Removes `.` and `dir/..` pairs so paths in logs and events read cleanly
+/// (`configs/../out` -> `out`); purely lexical, the file system is not asked.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 impl LoadedConfig {
     /// The storage directory, resolved against the config file's folder.
     pub fn storage_dir(&self) -> PathBuf {
@@ -413,10 +435,7 @@ impl LoadedConfig {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
-            self.path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join(p)
+            normalize(&self.path.parent().unwrap_or_else(|| Path::new(".")).join(p))
         }
     }
 

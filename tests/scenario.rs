@@ -1,0 +1,258 @@
+//! The illegal-parking acceptance scenario, end to end through the real binary.
+//!
+//! `configs/scenarios/parking-basic.toml` is rendered from real street photos: car-1 rests 30 s
+//! inside a no-parking strip, car-2 stops there 5 s, a cyclist passes in front of the parked car.
+//! `streetwatch replay` with a 15 s dwell, detecting once per second, must report exactly one
+//! `illegal_parking` event (new, any updates, end) for car-1, starting within one detection
+//! interval of its arrival, and publish the same messages to a real mosquitto, each valid
+//! against `docs/schema/event.schema.json`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use streetwatch::compose::{self, GroundTruth};
+
+/// Seconds between sampled frames in this test's camera.
+const DETECT_EVERY: f64 = 1.0;
+const DWELL: f64 = 15.0;
+const END_AFTER: f64 = 10.0;
+const POLYGON: [[f64; 2]; 4] = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]];
+
+fn render(dir: &Path) -> (PathBuf, GroundTruth) {
+    let sc = compose::load_scenario(&support::root().join("configs/scenarios/parking-basic.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clip = dir.join("parking-basic.mp4");
+    let truth = compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
+    (clip, truth)
+}
+
+fn write_config(dir: &Path, storage: &str, mqtt_url: &str) -> PathBuf {
+    let poly = POLYGON
+        .iter()
+        .map(|p| format!("[{}, {}]", p[0], p[1]))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        r#"[node]
+id = "test-node"
+
+[mqtt]
+url = "{mqtt_url}"
+
+[storage]
+dir = "{storage}"
+
+[incidents]
+end_after_seconds = {END_AFTER}
+
+[[cameras]]
+id = "cam-test"
+name = "测试路口"
+url = "unused-in-replay.mp4"
+detect_every_seconds = {DETECT_EVERY}
+
+  [[cameras.zones]]
+  id = "south-strip"
+  name = "南侧人行道"
+  kind = "no_parking"
+  polygon = [{poly}]
+  dwell_seconds = {DWELL}
+  grid = "第八网格"
+  responsible_unit = "解放路街道城管中队"
+"#
+    );
+    let path = dir.join(format!("{storage}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn replay(config: &Path, clip: &Path, out: &Path, publish: bool) {
+    let mut cmd = Command::new(support::binary());
+    cmd.current_dir(support::root())
+        .args(["replay", "--config"])
+        .arg(config)
+        .args(["--camera", "cam-test", "--input"])
+        .arg(clip)
+        .arg("--events-out")
+        .arg(out);
+    if !publish {
+        cmd.arg("--no-mqtt");
+    }
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "replay failed ({}):\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn inside(poly: &[[f64; 2]], x: f64, y: f64) -> bool {
+    let mut c = false;
+    let n = poly.len();
+    for i in 0..n {
+        let (a, b) = (poly[i], poly[(i + n - 1) % n]);
+        if (a[1] > y) != (b[1] > y) && x < (b[0] - a[0]) * (y - a[1]) / (b[1] - a[1]) + a[0] {
+            c = !c;
+        }
+    }
+    c
+}
+
+fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter)
+}
+
+fn bbox(m: &Value) -> [f64; 4] {
+    let b: Vec<f64> = m["object"]["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    [b[0], b[1], b[2], b[3]]
+}
+
+#[test]
+fn parked_car_yields_exactly_one_illegal_parking_event() {
+    let dir = support::artifacts_dir("scenario-parking-basic");
+    let (clip, truth) = render(&dir);
+    let car1 = truth.object("car-1").unwrap();
+    let rest = &car1.rests[0];
+    assert!(rest.seconds() >= 30.0, "the scenario must park car-1 for 30 s");
+    let car2 = truth.object("car-2").unwrap();
+    assert!(car2.rests[0].seconds() < DWELL);
+
+    let broker = support::Mosquitto::start();
+    let sub = support::Subscriber::connect(broker.port, &["streetwatch/events/#"]);
+    let config = write_config(&dir, "data", &broker.url());
+    let events_out = dir.join("events.jsonl");
+    replay(&config, &clip, &events_out, true);
+    let messages = read_jsonl(&events_out);
+
+    // Exactly one event: new, updates, end, all for car-1.
+    assert!(messages.len() >= 2, "expected new + end, got {messages:#?}");
+    let id = messages[0]["event_id"].as_str().unwrap();
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m["event_id"], id, "a second event appeared: {m:#}");
+        assert_eq!(m["seq"], i as u64);
+        assert_eq!(m["kind"], "illegal_parking");
+        assert_eq!(m["category"]["code"], "05-05");
+        assert_eq!(m["category"]["name"], "机动车乱停放");
+        assert_eq!(m["camera"]["id"], "cam-test");
+        assert_eq!(m["zone"]["id"], "south-strip");
+        assert_eq!(m["zone"]["grid"], "第八网格");
+        assert_eq!(m["zone"]["responsible_unit"], "解放路街道城管中队");
+        let expected_type = match i {
+            0 => "new",
+            _ if i == messages.len() - 1 => "end",
+            _ => "update",
+        };
+        assert_eq!(m["type"], expected_type, "message {i}: {m:#}");
+        // The box is car-1's, inside the polygon.
+        let b = bbox(m);
+        assert!(iou(b, rest.bbox) > 0.5, "box {b:?} is not car-1's {:?}", rest.bbox);
+        for (x, y) in [(b[0], b[1]), (b[2], b[1]), (b[0], b[3]), (b[2], b[3])] {
+            assert!(inside(&POLYGON, x, y), "box corner ({x}, {y}) outside the zone");
+        }
+    }
+
+    // Times: start within one detection interval of the arrival; `new` once the dwell is reached;
+    // `end` after car-1 left, when it has been gone `end_after_seconds`.
+    let t0 = truth.start_time;
+    let at = |s: f64| t0 + chrono::Duration::milliseconds((s * 1000.0) as i64);
+    let new = &messages[0];
+    let start = time(&new["start_time"]);
+    let arrival = at(rest.start);
+    let off = (start - arrival).num_milliseconds().abs() as f64 / 1000.0;
+    assert!(off <= DETECT_EVERY, "start_time {start} is {off} s from the arrival {arrival}");
+    let new_at = time(&new["last_seen"]);
+    let dwell_reached = (new_at - start).num_milliseconds() as f64 / 1000.0;
+    assert!((DWELL..=DWELL + 2.0 * DETECT_EVERY).contains(&dwell_reached));
+    assert!(new["end_time"].is_null());
+    let end = messages.last().unwrap();
+    assert_eq!(end["end_reason"], "object_left");
+    let ended = time(&end["end_time"]);
+    let left = at(rest.end);
+    let off = (ended - left).num_milliseconds().abs() as f64 / 1000.0;
+    assert!(off <= 2.0 * DETECT_EVERY, "end_time {ended} is {off} s from the departure {left}");
+    let dwell = end["dwell_seconds"].as_f64().unwrap();
+    assert!((dwell - rest.seconds()).abs() <= 2.0 * DETECT_EVERY, "dwell {dwell}");
+
+    // Evidence: the new message carries a frame and a crop on disk, with their sha256.
+    let evidence = new["evidence"].as_array().unwrap();
+    let kinds: Vec<&str> = evidence.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["frame", "crop"]);
+    for e in evidence {
+        let path = PathBuf::from(e["path"].as_str().unwrap());
+        let path = if path.is_absolute() { path } else { dir.join("data").join(path) };
+        let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), e["sha256"].as_str().unwrap());
+        image::load_from_memory(&bytes).expect("evidence is a picture");
+    }
+
+    // Every message is valid against the schema kept in the repo.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(support::root().join("docs/schema/event.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for m in &messages {
+        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{m:#}\n{errors:#?}");
+    }
+
+    // The subscriber received the same messages, in order, on the event topic.
+    assert!(
+        sub.wait_until(Duration::from_secs(20), |r| r.len() >= messages.len()),
+        "the subscriber got {} of {} messages",
+        sub.on("streetwatch/events/").len(),
+        messages.len()
+    );
+    let received = sub.on("streetwatch/events/");
+    assert_eq!(received.len(), messages.len());
+    for (r, m) in received.iter().zip(&messages) {
+        assert_eq!(r.topic, "streetwatch/events/illegal_parking/cam-test");
+        assert!(!r.retain);
+        assert_eq!(&r.json(), m);
+    }
+
+    // The same clip gives the same events every time (on a fresh ledger).
+    let config2 = write_config(&dir, "data-again", &broker.url());
+    let again = dir.join("events-again.jsonl");
+    replay(&config2, &clip, &again, false);
+    let strip = |ms: Vec<Value>| -> Vec<Value> {
+        ms.into_iter()
+            .map(|mut m| {
+                // Evidence paths are relative to each run's storage dir; the rest must match.
+                m["evidence"] = Value::Null;
+                m
+            })
+            .collect()
+    };
+    assert_eq!(strip(read_jsonl(&again)), strip(messages));
+}

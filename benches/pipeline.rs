@@ -18,13 +18,15 @@ const PHOTO: &str =
 
 fn photo() -> image::RgbImage {
     let path = streetwatch::assets::find(PHOTO).unwrap_or_else(|e| panic!("{e}"));
-    image::open(path).map(|i| i.to_rgb8()).unwrap_or_else(|e| panic!("{e}"))
+    image::open(path)
+        .map(|i| i.to_rgb8())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn detection(c: &mut Criterion) {
     let img = photo();
-    let det = Detector::load(Path::new("models"), "yolox-nano-coco", 1)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let det =
+        Detector::load(Path::new("models"), "yolox-nano-coco", 1).unwrap_or_else(|e| panic!("{e}"));
     let spec = det.manifest().input.clone();
     let label = format!("{}x{}", img.width(), img.height());
     let mut buf = Vec::new();

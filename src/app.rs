@@ -23,9 +23,7 @@ use crate::source::{self, CameraState, FeedOptions, StatusChange};
 use crate::stats::StatsBoard;
 
 /// Loads each model the enabled cameras use, once; a model that fails is reported per camera.
-pub fn load_detectors(
-    loaded: &LoadedConfig,
-) -> HashMap<String, Result<Arc<Detector>, String>> {
+pub fn load_detectors(loaded: &LoadedConfig) -> HashMap<String, Result<Arc<Detector>, String>> {
     let mut out = HashMap::new();
     for cam in loaded.config.cameras.iter().filter(|c| c.enabled) {
         out.entry(cam.model.clone()).or_insert_with(|| {
@@ -52,19 +50,20 @@ pub fn camera_worker(
     stop: Arc<AtomicBool>,
 ) {
     let tz = loaded.camera_tz(cam);
-    let send_status = |state: CameraState, fps: f64, last: Option<DateTime<Utc>>, error: Option<String>| {
-        let _ = tx.send(Outbound::CameraStatus {
-            camera: cam.id.clone(),
-            status: CameraStatus {
-                state,
-                fps,
-                last_frame_time: last.map(|t| event::local_time(t, tz)),
-                error,
-            },
-        });
-    };
-    let pipeline = detector
-        .and_then(|d| CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string()));
+    let send_status =
+        |state: CameraState, fps: f64, last: Option<DateTime<Utc>>, error: Option<String>| {
+            let _ = tx.send(Outbound::CameraStatus {
+                camera: cam.id.clone(),
+                status: CameraStatus {
+                    state,
+                    fps,
+                    last_frame_time: last.map(|t| event::local_time(t, tz)),
+                    error,
+                },
+            });
+        };
+    let pipeline =
+        detector.and_then(|d| CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string()));
     let mut pipeline = match pipeline {
         Ok(p) => p,
         Err(e) => {
@@ -218,14 +217,8 @@ async fn wait_for_shutdown() {
     }
 }
 
-type Publisher = (
-    UnboundedSender<Outbound>,
-    Arc<mqtt::Delivery>,
-    tokio::task::JoinHandle<()>,
-);
-
 /// Starts the embedded broker if asked, then the publisher.
-fn start_mqtt(loaded: &LoadedConfig) -> Result<Publisher> {
+fn start_mqtt(loaded: &LoadedConfig) -> Result<mqtt::Publisher> {
     let cfg = &loaded.config.mqtt;
     if cfg.embedded {
         let addr = mqtt::BrokerAddress::parse(&cfg.url)?;
@@ -237,7 +230,11 @@ fn start_mqtt(loaded: &LoadedConfig) -> Result<Publisher> {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        tracing::info!("embedded MQTT broker listening on {}:{}", addr.host, addr.port);
+        tracing::info!(
+            "embedded MQTT broker listening on {}:{}",
+            addr.host,
+            addr.port
+        );
     }
     Ok(mqtt::start_publisher(cfg, &loaded.config.node.id)?)
 }
@@ -334,11 +331,19 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         None => clip_start_time(&opts.input)?,
     };
     let detector = Arc::new(
-        Detector::load(&loaded.models_dir(), &cam.model, loaded.config.detector.threads)
-            .with_context(|| format!("camera {}", cam.id))?,
+        Detector::load(
+            &loaded.models_dir(),
+            &cam.model,
+            loaded.config.detector.threads,
+        )
+        .with_context(|| format!("camera {}", cam.id))?,
     );
     let mut pipeline = CameraPipeline::new(loaded, &cam, detector)?;
-    if let Some(dir) = opts.events_out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = opts
+        .events_out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut out = std::io::BufWriter::new(
@@ -348,7 +353,10 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
     let rt = tokio::runtime::Runtime::new()?;
     let publisher = if opts.publish {
         let _guard = rt.enter();
-        Some(mqtt::start_publisher(&loaded.config.mqtt, &loaded.config.node.id)?)
+        Some(mqtt::start_publisher(
+            &loaded.config.mqtt,
+            &loaded.config.node.id,
+        )?)
     } else {
         None
     };
@@ -397,15 +405,14 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    let delivered = match publisher {
-        Some((tx, delivery, task)) => Some(rt.block_on(async move {
+    let delivered = publisher.map(|(tx, delivery, task)| {
+        rt.block_on(async move {
             let ok = delivery.wait_acked(Duration::from_secs(20)).await;
             drop(tx);
             let _ = task.await;
             ok
-        })),
-        None => None,
-    };
+        })
+    });
     Ok(ReplaySummary {
         messages,
         frames,
@@ -430,7 +437,10 @@ fn clip_start_time(path: &Path) -> Result<DateTime<Utc>> {
 /// the daemon's path with an embedded broker, and prints each event as a subscriber receives it.
 pub fn demo(config: &Path, scenario: &Path, clip: &Path) -> Result<()> {
     let sc = crate::compose::load_scenario(scenario)?;
-    println!("demo: rendering {} from real street photos ...", clip.display());
+    println!(
+        "demo: rendering {} from real street photos ...",
+        clip.display()
+    );
     if let Some(d) = clip.parent() {
         std::fs::create_dir_all(d)?;
     }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use ab_glyph::{FontVec, PxScale};
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut, draw_text_mut};
+use imageproc::drawing::{
+    draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut, draw_text_mut,
+};
 use imageproc::rect::Rect;
 use sha2::{Digest, Sha256};
 
@@ -42,7 +44,9 @@ pub struct EvidenceStore {
 
 impl std::fmt::Debug for EvidenceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvidenceStore").field("root", &self.root).finish()
+        f.debug_struct("EvidenceStore")
+            .field("root", &self.root)
+            .finish()
     }
 }
 
@@ -127,7 +131,11 @@ impl EvidenceStore {
         if let Some(font) = &self.font {
             let size = (h / 28.0).clamp(14.0, 48.0);
             let tw = size * 0.62 * ann.text.chars().count() as f32 + 8.0;
-            let ty = if b.y1 >= size + 4.0 { b.y1 - size - 4.0 } else { b.y2 + 2.0 };
+            let ty = if b.y1 >= size + 4.0 {
+                b.y1 - size - 4.0
+            } else {
+                b.y2 + 2.0
+            };
             if let Some(r) = rect(b.x1, ty, b.x1 + tw, ty + size + 4.0) {
                 draw_filled_rect_mut(&mut img, r, box_color);
             }
@@ -157,10 +165,20 @@ pub fn crop(frame: &RgbImage, bbox: BBox) -> RgbImage {
     let (mx, my) = (b.width() * 0.1, b.height() * 0.1);
     let c = BBox::new(b.x1 - mx, b.y1 - my, b.x2 + mx, b.y2 + my).clamp(w, h);
     let (x, y) = (c.x1 as u32, c.y1 as u32);
-    let cw = (c.width() as u32).max(1).min(frame.width() - x.min(frame.width() - 1));
-    let ch = (c.height() as u32).max(1).min(frame.height() - y.min(frame.height() - 1));
-    image::imageops::crop_imm(frame, x.min(frame.width() - 1), y.min(frame.height() - 1), cw, ch)
-        .to_image()
+    let cw = (c.width() as u32)
+        .max(1)
+        .min(frame.width() - x.min(frame.width() - 1));
+    let ch = (c.height() as u32)
+        .max(1)
+        .min(frame.height() - y.min(frame.height() - 1));
+    image::imageops::crop_imm(
+        frame,
+        x.min(frame.width() - 1),
+        y.min(frame.height() - 1),
+        cw,
+        ch,
+    )
+    .to_image()
 }
 
 /// Writes a JPEG atomically (temp file + rename) and returns its sha256.

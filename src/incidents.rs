@@ -279,7 +279,11 @@ mod tests {
         let mut phases = Vec::new();
         for s in 0..40 {
             let now = t(s as f64);
-            let r = if s < 30 { report(vec![v(0.0, 0.6)]) } else { report(vec![]) };
+            let r = if s < 30 {
+                report(vec![v(0.0, 0.6)])
+            } else {
+                report(vec![])
+            };
             for c in book.step(now, &r, &dwell) {
                 phases.push((s, c.phase, c.incident.seq));
             }
@@ -298,7 +302,11 @@ mod tests {
     fn short_stop_raises_nothing() {
         let mut book = IncidentBook::new("cam", IncidentConfig::default());
         for s in 0..30 {
-            let r = if s < 5 { report(vec![v(0.0, 0.9)]) } else { report(vec![]) };
+            let r = if s < 5 {
+                report(vec![v(0.0, 0.9)])
+            } else {
+                report(vec![])
+            };
             assert!(book.step(t(s as f64), &r, &|_| 15.0).is_empty());
         }
     }

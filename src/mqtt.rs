@@ -43,7 +43,11 @@ impl BrokerAddress {
             .ok_or_else(|| err("only mqtt:// is supported in this version"))?;
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| err("the port is not a number"))?),
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| err("the port is not a number"))?,
+            ),
             None => (rest, 1883),
         };
         if host.is_empty() {
@@ -116,7 +120,16 @@ pub struct CameraStatus {
     pub error: Option<String>,
 }
 
+/// A running publisher: where to send, what was acknowledged, and its task.
+pub type Publisher = (
+    mpsc::UnboundedSender<Outbound>,
+    Arc<Delivery>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// Something to publish.
+// Events are most of the traffic, so boxing the large variant would only add an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// An event message.
@@ -170,17 +183,7 @@ impl Delivery {
 ///
 /// Returns the sender, the delivery counters and the task (which ends after publishing
 /// `offline` and disconnecting once every sender is dropped).
-pub fn start_publisher(
-    cfg: &MqttConfig,
-    node_id: &str,
-) -> Result<
-    (
-        mpsc::UnboundedSender<Outbound>,
-        Arc<Delivery>,
-        tokio::task::JoinHandle<()>,
-    ),
-    UrlError,
-> {
+pub fn start_publisher(cfg: &MqttConfig, node_id: &str) -> Result<Publisher, UrlError> {
     let addr = BrokerAddress::parse(&cfg.url)?;
     let topics = Topics::new(&cfg.topic_prefix, node_id);
     let client_id = cfg
@@ -199,7 +202,12 @@ pub fn start_publisher(
     let (client, eventloop) = AsyncClient::new(opts, 1024);
     let delivery = Arc::new(Delivery::default());
     let (tx, rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(drive(eventloop, client.clone(), topics.clone(), delivery.clone()));
+    let driver = tokio::spawn(drive(
+        eventloop,
+        client.clone(),
+        topics.clone(),
+        delivery.clone(),
+    ));
     let task = tokio::spawn(forward(rx, client, topics, delivery.clone(), driver));
     Ok((tx, delivery, task))
 }
@@ -350,7 +358,10 @@ mod tests {
     #[test]
     fn topic_names() {
         let t = Topics::new("sw/", "n1");
-        assert_eq!(t.event("illegal_parking", "cam"), "sw/events/illegal_parking/cam");
+        assert_eq!(
+            t.event("illegal_parking", "cam"),
+            "sw/events/illegal_parking/cam"
+        );
         assert_eq!(t.available(), "sw/nodes/n1/available");
         assert_eq!(t.zone_state("c", "z"), "sw/cameras/c/zones/z/state");
     }

@@ -156,7 +156,11 @@ impl CameraPipeline {
         let (w, h) = frame.image.dimensions();
         let report: SceneReport = self.scene.evaluate(frame.time, &tracks, w, h);
         let scene = &self.scene;
-        let dwell = |zone: &str| scene.zone(zone).map_or(f64::INFINITY, |z| z.config.dwell_seconds);
+        let dwell = |zone: &str| {
+            scene
+                .zone(zone)
+                .map_or(f64::INFINITY, |z| z.config.dwell_seconds)
+        };
         let changes = self.incidents.step(frame.time, &report, &dwell);
         let messages = self.emit(changes, Some(frame));
         Ok(FrameOutcome {
@@ -193,9 +197,7 @@ impl CameraPipeline {
                     inc.event_id.clone(),
                     Recurrence {
                         count_30d: history.count_30d,
-                        previous_end: history
-                            .previous_end
-                            .map(|t| event::local_time(t, self.tz)),
+                        previous_end: history.previous_end.map(|t| event::local_time(t, self.tz)),
                     },
                 );
             }
@@ -223,7 +225,8 @@ impl CameraPipeline {
                     &ann,
                 ) {
                     Ok(refs) => {
-                        self.last_evidence.insert(inc.event_id.clone(), refs.clone());
+                        self.last_evidence
+                            .insert(inc.event_id.clone(), refs.clone());
                         evidence = refs;
                     }
                     // No event is lost for want of a photo: it goes out without one, and the log says why.
@@ -251,9 +254,9 @@ impl CameraPipeline {
                 recurrence,
                 evidence,
             );
-            if let Err(e) = self
-                .ledger
-                .record(&msg, inc.start, inc.last_seen, inc.end.map(|(t, _)| t))
+            if let Err(e) =
+                self.ledger
+                    .record(&msg, inc.start, inc.last_seen, inc.end.map(|(t, _)| t))
             {
                 tracing::error!("{e}; the message is still sent");
             }

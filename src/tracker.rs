@@ -107,7 +107,11 @@ struct TrackState {
 
 impl TrackState {
     fn scale(&self) -> f32 {
-        self.track.bbox.width().max(self.track.bbox.height()).max(1.0)
+        self.track
+            .bbox
+            .width()
+            .max(self.track.bbox.height())
+            .max(1.0)
     }
 
     fn predicted(&self, now: DateTime<Utc>, cfg: &TrackerConfig) -> BBox {
@@ -122,7 +126,8 @@ impl TrackState {
     }
 
     fn is_resting(&self, now: DateTime<Utc>, cfg: &TrackerConfig) -> bool {
-        self.rest.away_since.is_none() && seconds(now - self.rest.since) >= cfg.move_confirm_seconds as f32
+        self.rest.away_since.is_none()
+            && seconds(now - self.rest.since) >= cfg.move_confirm_seconds as f32
     }
 }
 
@@ -227,8 +232,16 @@ impl Tracker {
                 pairs.push((ti, di));
             }
         }
-        let rest_t = tracks.iter().copied().filter(|t| !used_t.contains(t)).collect();
-        let rest_d = dets.iter().copied().filter(|d| !used_d.contains(d)).collect();
+        let rest_t = tracks
+            .iter()
+            .copied()
+            .filter(|t| !used_t.contains(t))
+            .collect();
+        let rest_d = dets
+            .iter()
+            .copied()
+            .filter(|d| !used_d.contains(d))
+            .collect();
         (pairs, rest_t, rest_d)
     }
 

@@ -43,9 +43,17 @@ fn constant_input_statistics_match_reference() {
     let mean = sum / out.len() as f64;
     let min = out.iter().cloned().fold(f32::INFINITY, f32::min) as f64;
     let max = out.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    for (name, ours, key) in [("sum", sum, "sum"), ("mean", mean, "mean"), ("min", min, "min"), ("max", max, "max")] {
+    for (name, ours, key) in [
+        ("sum", sum, "sum"),
+        ("mean", mean, "mean"),
+        ("min", min, "min"),
+        ("max", max, "max"),
+    ] {
         let theirs = reference[key].as_f64().unwrap();
-        assert!(close(ours, theirs, 1e-3), "{name}: ours {ours}, reference {theirs}");
+        assert!(
+            close(ours, theirs, 1e-3),
+            "{name}: ours {ours}, reference {theirs}"
+        );
     }
     for (i, v) in reference["first8"].as_array().unwrap().iter().enumerate() {
         let theirs = v.as_f64().unwrap();
@@ -71,12 +79,20 @@ fn photo_detections_match_reference() {
         .collect();
     let reference = g["detections"].as_array().unwrap();
     let mut ours_labels: Vec<&str> = ours.iter().map(|d| d.label.as_str()).collect();
-    let mut ref_labels: Vec<&str> = reference.iter().map(|d| d["class_name"].as_str().unwrap()).collect();
+    let mut ref_labels: Vec<&str> = reference
+        .iter()
+        .map(|d| d["class_name"].as_str().unwrap())
+        .collect();
     ours_labels.sort();
     ref_labels.sort();
     assert_eq!(ours_labels, ref_labels, "labels differ: ours {ours:?}");
     for r in reference {
-        let b: Vec<f32> = r["box_xyxy"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let b: Vec<f32> = r["box_xyxy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         let rb = BBox::new(b[0], b[1], b[2], b[3]);
         let label = r["class_name"].as_str().unwrap();
         let score = r["score"].as_f64().unwrap() as f32;
@@ -85,7 +101,16 @@ fn photo_detections_match_reference() {
             .filter(|d| d.label == label)
             .max_by(|a, b| a.bbox.iou(&rb).total_cmp(&b.bbox.iou(&rb)))
             .unwrap();
-        assert!(best.bbox.iou(&rb) > 0.9, "{label} {rb:?}: best IoU {} ({:?})", best.bbox.iou(&rb), best.bbox);
-        assert!((best.score - score).abs() < 0.03, "{label} {rb:?}: score {} vs {score}", best.score);
+        assert!(
+            best.bbox.iou(&rb) > 0.9,
+            "{label} {rb:?}: best IoU {} ({:?})",
+            best.bbox.iou(&rb),
+            best.bbox
+        );
+        assert!(
+            (best.score - score).abs() < 0.03,
+            "{label} {rb:?}: score {} vs {score}",
+            best.score
+        );
     }
 }

@@ -143,7 +143,10 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
     let (clip, truth) = render(&dir);
     let car1 = truth.object("car-1").unwrap();
     let rest = &car1.rests[0];
-    assert!(rest.seconds() >= 30.0, "the scenario must park car-1 for 30 s");
+    assert!(
+        rest.seconds() >= 30.0,
+        "the scenario must park car-1 for 30 s"
+    );
     let car2 = truth.object("car-2").unwrap();
     assert!(car2.rests[0].seconds() < DWELL);
 
@@ -175,9 +178,16 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
         assert_eq!(m["type"], expected_type, "message {i}: {m:#}");
         // The box is car-1's, inside the polygon.
         let b = bbox(m);
-        assert!(iou(b, rest.bbox) > 0.5, "box {b:?} is not car-1's {:?}", rest.bbox);
+        assert!(
+            iou(b, rest.bbox) > 0.5,
+            "box {b:?} is not car-1's {:?}",
+            rest.bbox
+        );
         for (x, y) in [(b[0], b[1]), (b[2], b[1]), (b[0], b[3]), (b[2], b[3])] {
-            assert!(inside(&POLYGON, x, y), "box corner ({x}, {y}) outside the zone");
+            assert!(
+                inside(&POLYGON, x, y),
+                "box corner ({x}, {y}) outside the zone"
+            );
         }
     }
 
@@ -189,7 +199,10 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
     let start = time(&new["start_time"]);
     let arrival = at(rest.start);
     let off = (start - arrival).num_milliseconds().abs() as f64 / 1000.0;
-    assert!(off <= DETECT_EVERY, "start_time {start} is {off} s from the arrival {arrival}");
+    assert!(
+        off <= DETECT_EVERY,
+        "start_time {start} is {off} s from the arrival {arrival}"
+    );
     let new_at = time(&new["last_seen"]);
     let dwell_reached = (new_at - start).num_milliseconds() as f64 / 1000.0;
     assert!((DWELL..=DWELL + 2.0 * DETECT_EVERY).contains(&dwell_reached));
@@ -199,19 +212,35 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
     let ended = time(&end["end_time"]);
     let left = at(rest.end);
     let off = (ended - left).num_milliseconds().abs() as f64 / 1000.0;
-    assert!(off <= 2.0 * DETECT_EVERY, "end_time {ended} is {off} s from the departure {left}");
+    assert!(
+        off <= 2.0 * DETECT_EVERY,
+        "end_time {ended} is {off} s from the departure {left}"
+    );
     let dwell = end["dwell_seconds"].as_f64().unwrap();
-    assert!((dwell - rest.seconds()).abs() <= 2.0 * DETECT_EVERY, "dwell {dwell}");
+    assert!(
+        (dwell - rest.seconds()).abs() <= 2.0 * DETECT_EVERY,
+        "dwell {dwell}"
+    );
 
     // Evidence: the new message carries a frame and a crop on disk, with their sha256.
     let evidence = new["evidence"].as_array().unwrap();
-    let kinds: Vec<&str> = evidence.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = evidence
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["frame", "crop"]);
     for e in evidence {
         let path = PathBuf::from(e["path"].as_str().unwrap());
-        let path = if path.is_absolute() { path } else { dir.join("data").join(path) };
+        let path = if path.is_absolute() {
+            path
+        } else {
+            dir.join("data").join(path)
+        };
         let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), e["sha256"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            e["sha256"].as_str().unwrap()
+        );
         image::load_from_memory(&bytes).expect("evidence is a picture");
     }
 

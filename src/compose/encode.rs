@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags};
 use ffmpeg::util::frame::video::Video as VideoFrame;
 use ffmpeg::{codec, encoder, format, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
 /// An MP4 being written, one RGB frame at a time.
@@ -83,9 +83,7 @@ impl ClipWriter {
             &start_time.to_rfc3339_opts(SecondsFormat::Micros, true),
         );
         output.set_metadata(meta);
-        output
-            .write_header()
-            .map_err(|e| err("write header", e))?;
+        output.write_header().map_err(|e| err("write header", e))?;
         let scaler = Scaler::get(
             Pixel::RGB24,
             width,

@@ -224,7 +224,11 @@ impl Scenario {
             let at = format!("objects[{i}] ({})", o.id);
             match (o.width, o.height) {
                 (Some(s), None) | (None, Some(s)) if s > 0.0 && s <= 2.0 => {}
-                _ => return Err(format!("{at}: give exactly one of width or height, in (0, 2]")),
+                _ => {
+                    return Err(format!(
+                        "{at}: give exactly one of width or height, in (0, 2]"
+                    ))
+                }
             }
             if o.path.is_empty() {
                 return Err(format!("{at}: path needs at least one keyframe"));
@@ -232,7 +236,9 @@ impl Scenario {
             ascending(&o.path, |k| k[0]).map_err(|e| format!("{at}: path: {e}"))?;
             if let Some([x1, y1, x2, y2]) = o.crop {
                 if x2 <= x1 || y2 <= y1 {
-                    return Err(format!("{at}: crop must be [x1, y1, x2, y2] with x2 > x1, y2 > y1"));
+                    return Err(format!(
+                        "{at}: crop must be [x1, y1, x2, y2] with x2 > x1, y2 > y1"
+                    ));
                 }
             }
         }
@@ -280,7 +286,11 @@ fn keyframe_value(keys: &[[f64; 2]], t: f64, default: f64) -> f64 {
         .find(|w| t >= w[0][0] && t <= w[1][0])
         .map(|w| {
             let span = w[1][0] - w[0][0];
-            let f = if span > 0.0 { (t - w[0][0]) / span } else { 1.0 };
+            let f = if span > 0.0 {
+                (t - w[0][0]) / span
+            } else {
+                1.0
+            };
             w[0][1] + (w[1][1] - w[0][1]) * f
         })
         .unwrap_or(default)
@@ -353,15 +363,14 @@ pub fn render(sc: &Scenario, out: &Path) -> Result<GroundTruth, ComposeError> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| encode_err(e.to_string()))?;
     }
-    let mut writer =
-        encode::ClipWriter::create(out, width, height, sc.fps, sc.start_time).map_err(encode_err)?;
+    let mut writer = encode::ClipWriter::create(out, width, height, sc.fps, sc.start_time)
+        .map_err(encode_err)?;
     let mut painter = stage.painter(sc.seed, sc.noise_sigma);
     for i in 0..frame_count {
         let t = i as f64 / sc.fps as f64;
-        let frame = painter.frame(
-            keyframe_value(&sc.lighting, t, 1.0) as f32,
-            |k| position_at(&sc.objects[k].path, t),
-        );
+        let frame = painter.frame(keyframe_value(&sc.lighting, t, 1.0) as f32, |k| {
+            position_at(&sc.objects[k].path, t)
+        });
         writer.push(frame).map_err(encode_err)?;
     }
     writer.finish().map_err(encode_err)?;

@@ -139,8 +139,16 @@ impl Painter<'_> {
         if n == 0 && (gain - 1.0).abs() < 1e-6 {
             return;
         }
-        let mut offset = if n > 0 { self.rng.random_range(0..n) } else { 0 };
-        let step = if n > 0 { self.rng.random_range(1..n.max(2)) | 1 } else { 0 };
+        let mut offset = if n > 0 {
+            self.rng.random_range(0..n)
+        } else {
+            0
+        };
+        let step = if n > 0 {
+            self.rng.random_range(1..n.max(2)) | 1
+        } else {
+            0
+        };
         for v in img.as_mut().iter_mut() {
             let noise = if n > 0 {
                 offset = (offset + step) % n;

@@ -79,7 +79,7 @@ fn span_of(item: &Item, path: &[PathSeg]) -> Option<usize> {
     };
     let child: Option<ChildRef<'_>> = match (item, first) {
         (Item::Table(t), PathSeg::Key(k)) => t.get(k).map(ChildRef::Item),
-        (Item::ArrayOfTables(a), PathSeg::Index(i)) => a.get(*i).map(|t| ChildRef::Table(t)),
+        (Item::ArrayOfTables(a), PathSeg::Index(i)) => a.get(*i).map(ChildRef::Table),
         (Item::Value(v), seg) => value_child(v, seg).map(ChildRef::Value),
         _ => None,
     };
@@ -158,7 +158,11 @@ mod tests {
         assert_eq!((e.line, e.column), (11, 26));
         assert!(e.message.starts_with("cameras[1].zones[0].polygon[1]: "));
         let e = loc.error_at_path(
-            &[PathSeg::Key("cameras"), PathSeg::Index(1), PathSeg::Key("id")],
+            &[
+                PathSeg::Key("cameras"),
+                PathSeg::Index(1),
+                PathSeg::Key("id"),
+            ],
             "dup".into(),
         );
         assert_eq!((e.line, e.column), (8, 6));

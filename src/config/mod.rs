@@ -446,7 +446,10 @@ impl LoadedConfig {
 
     /// The camera's time zone (its own or the node's); validated at load.
     pub fn camera_tz(&self, cam: &CameraConfig) -> chrono_tz::Tz {
-        let name = cam.time_zone.as_deref().unwrap_or(&self.config.node.time_zone);
+        let name = cam
+            .time_zone
+            .as_deref()
+            .unwrap_or(&self.config.node.time_zone);
         name.parse().unwrap_or(chrono_tz::Asia::Shanghai)
     }
 }
@@ -469,7 +472,9 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     let locator = locate::Locator::new(path, text);
     let config: Config = toml_edit::de::from_str(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
-        ConfigErrors(vec![locator.error_at(offset, e.message().trim().to_string())])
+        ConfigErrors(vec![
+            locator.error_at(offset, e.message().trim().to_string())
+        ])
     })?;
     let loaded = LoadedConfig {
         config,

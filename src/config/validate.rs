@@ -59,7 +59,10 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         } else if !camera_ids.insert(cam.id.as_str()) {
             push(
                 at(&[Key("id")]),
-                format!("duplicate camera id {:?}: camera ids must be unique", cam.id),
+                format!(
+                    "duplicate camera id {:?}: camera ids must be unique",
+                    cam.id
+                ),
             );
         } else if !is_topic_safe(&cam.id) {
             push(
@@ -73,13 +76,13 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         if cam.url.trim().is_empty() {
             push(at(&[Key("url")]), "camera url must not be empty".into());
         }
-        if !(cam.detect_every_seconds > 0.0) {
+        if !(cam.detect_every_seconds.is_finite() && cam.detect_every_seconds > 0.0) {
             push(
                 at(&[Key("detect_every_seconds")]),
                 "must be greater than 0".into(),
             );
         }
-        if !(cam.pace >= 0.0) {
+        if !(cam.pace.is_finite() && cam.pace >= 0.0) {
             push(at(&[Key("pace")]), "must be 0 or more".into());
         }
         if let Some(tz) = &cam.time_zone {
@@ -184,7 +187,7 @@ fn check_zone(zone: &ZoneConfig) -> Vec<(Vec<PathSeg>, String)> {
             ));
         }
     }
-    if !(zone.dwell_seconds >= 0.0) {
+    if !(zone.dwell_seconds.is_finite() && zone.dwell_seconds >= 0.0) {
         out.push((vec![Key("dwell_seconds")], "must be 0 or more".into()));
     }
     for (si, s) in zone.schedule.iter().enumerate() {

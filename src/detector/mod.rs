@@ -140,7 +140,11 @@ impl Detector {
                         field: "input.name",
                         why: format!(
                             "the model has no input {n:?}; its inputs are {:?}",
-                            session.inputs().iter().map(|i| i.name()).collect::<Vec<_>>()
+                            session
+                                .inputs()
+                                .iter()
+                                .map(|i| i.name())
+                                .collect::<Vec<_>>()
                         ),
                     }
                     .into());
@@ -222,9 +226,8 @@ impl Detector {
             why,
         };
         let [iw, ih] = self.manifest.input.size;
-        let tensor =
-            TensorRef::from_array_view(([1usize, 3, ih as usize, iw as usize], input))
-                .map_err(|e| runtime(e.to_string()))?;
+        let tensor = TensorRef::from_array_view(([1usize, 3, ih as usize, iw as usize], input))
+            .map_err(|e| runtime(e.to_string()))?;
         let mut session = self
             .session
             .lock()
@@ -248,7 +251,6 @@ impl Detector {
         &self,
         img: &RgbImage,
     ) -> Result<(Vec<Detection>, DetectTiming), DetectorError> {
-        
         let mut timing = DetectTiming::default();
         let t0 = Instant::now();
         let mut input = Vec::new();
@@ -307,7 +309,15 @@ mod tests {
             score,
             bbox: BBox::new(x, 0.0, x + 10.0, 10.0),
         };
-        let kept = nms(vec![c(0, 0.5, 1.0), c(0, 0.9, 0.0), c(1, 0.4, 0.0), c(0, 0.3, 50.0)], 0.45);
+        let kept = nms(
+            vec![
+                c(0, 0.5, 1.0),
+                c(0, 0.9, 0.0),
+                c(1, 0.4, 0.0),
+                c(0, 0.3, 50.0),
+            ],
+            0.45,
+        );
         let scores: Vec<f32> = kept.iter().map(|k| k.score).collect();
         assert_eq!(scores, vec![0.9, 0.4, 0.3]);
     }

@@ -14,9 +14,7 @@ pub fn decode(
     threshold: &dyn Fn(usize) -> f32,
 ) -> Vec<Candidate> {
     let row = 5 + classes;
-    let min_score = (0..classes)
-        .map(threshold)
-        .fold(f32::INFINITY, f32::min);
+    let min_score = (0..classes).map(threshold).fold(f32::INFINITY, f32::min);
     let mut out = Vec::new();
     let mut anchor = 0usize;
     for stride in [8u32, 16, 32] {

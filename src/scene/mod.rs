@@ -240,7 +240,9 @@ fn parking_kind(zone: &Zone, class: ObjectClass) -> Option<EventKind> {
     }
     let forbids = |v: VehicleClass| zone.config.vehicles.contains(&v);
     match class {
-        ObjectClass::MotorVehicle if forbids(VehicleClass::Motor) => Some(EventKind::IllegalParking),
+        ObjectClass::MotorVehicle if forbids(VehicleClass::Motor) => {
+            Some(EventKind::IllegalParking)
+        }
         ObjectClass::NonmotorVehicle if forbids(VehicleClass::Nonmotor) => {
             Some(EventKind::NonmotorParking)
         }

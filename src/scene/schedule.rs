@@ -212,7 +212,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_entries() {
-        for bad in ["", "monday", "mon-fri 7-21", "25:00-26:00", "mon 08:00-08:00", "mon tue"] {
+        for bad in [
+            "",
+            "monday",
+            "mon-fri 7-21",
+            "25:00-26:00",
+            "mon 08:00-08:00",
+            "mon tue",
+        ] {
             assert!(Schedule::parse_entry(bad).is_err(), "{bad:?} accepted");
         }
     }

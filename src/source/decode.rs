@@ -2,10 +2,10 @@
 
 use std::sync::Once;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags};
 use ffmpeg::util::frame::video::Video as VideoFrame;
+use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
 use crate::config::DecodeMode;
@@ -139,7 +139,7 @@ impl VideoDecoder {
                     let start = *self.start_pts.get_or_insert(ts);
                     let pts = (ts - start) as f64 * self.time_base;
                     if want(pts) {
-                        let image = self.to_rgb(&frame)?;
+                        let image = self.convert_rgb(&frame)?;
                         return Ok(Some(DecodedFrame { pts, image }));
                     }
                     continue;
@@ -174,9 +174,10 @@ impl VideoDecoder {
         }
     }
 
-    fn to_rgb(&mut self, frame: &VideoFrame) -> Result<RgbImage, DecodeError> {
+    fn convert_rgb(&mut self, frame: &VideoFrame) -> Result<RgbImage, DecodeError> {
         let (w, h, fmt) = (frame.width(), frame.height(), frame.format());
-        let stale = !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
+        let stale =
+            !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
         if stale {
             let s = Scaler::get(fmt, w, h, Pixel::RGB24, w, h, Flags::BILINEAR)
                 .map_err(|e| self.err(format!("cannot convert {fmt:?} to RGB: {e}")))?;
@@ -184,12 +185,10 @@ impl VideoDecoder {
         }
         let mut rgb = VideoFrame::empty();
         if let Some((scaler, ..)) = self.scaler.as_mut() {
-            scaler
-                .run(frame, &mut rgb)
-                .map_err(|e| DecodeError {
-                    url: self.url.clone(),
-                    why: format!("colour conversion failed: {e}"),
-                })?;
+            scaler.run(frame, &mut rgb).map_err(|e| DecodeError {
+                url: self.url.clone(),
+                why: format!("colour conversion failed: {e}"),
+            })?;
         }
         let stride = rgb.stride(0);
         let data = rgb.data(0);

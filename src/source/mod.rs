@@ -120,12 +120,13 @@ pub fn run_feed(
 ) -> Result<(), DecodeError> {
     let mut backoff = Duration::from_secs(1);
     let mut state: Option<CameraState> = None;
-    let mut set_state = |s: CameraState, error: Option<String>, on_status: &mut dyn FnMut(StatusChange)| {
-        if state != Some(s) || s == CameraState::Reconnecting {
-            state = Some(s);
-            on_status(StatusChange { state: s, error });
-        }
-    };
+    let mut set_state =
+        |s: CameraState, error: Option<String>, on_status: &mut dyn FnMut(StatusChange)| {
+            if state != Some(s) || s == CameraState::Reconnecting {
+                state = Some(s);
+                on_status(StatusChange { state: s, error });
+            }
+        };
     let mut sampler = Sampler::new(opts.detect_every_seconds);
     // Where a repeated file's next loop starts in stream time.
     let mut loop_anchor: Option<DateTime<Utc>> = None;
@@ -156,9 +157,11 @@ pub fn run_feed(
                     }
                 }
                 let time = anchor + chrono::Duration::milliseconds((f.pts * 1000.0).round() as i64);
-                loop_anchor = Some(time + chrono::Duration::milliseconds(
-                    (opts.detect_every_seconds * 1000.0).round() as i64,
-                ));
+                loop_anchor = Some(
+                    time + chrono::Duration::milliseconds(
+                        (opts.detect_every_seconds * 1000.0).round() as i64,
+                    ),
+                );
                 on_frame(Frame {
                     time,
                     image: f.image,

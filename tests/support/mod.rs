@@ -52,7 +52,14 @@ impl Mosquitto {
         .unwrap();
         let bin = ["/usr/sbin/mosquitto", "mosquitto"]
             .into_iter()
-            .find(|b| Command::new(b).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok())
+            .find(|b| {
+                Command::new(b)
+                    .arg("-h")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok()
+            })
             .expect("mosquitto is not installed: run `make setup`");
         let child = Command::new(bin)
             .arg("-c")
@@ -61,7 +68,10 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot start mosquitto");
-        assert!(wait_for_port(port, Duration::from_secs(10)), "mosquitto did not start on {port}");
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "mosquitto did not start on {port}"
+        );
         Self {
             port,
             child,
@@ -137,12 +147,14 @@ impl Subscriber {
                             let _ = ready_tx.send(());
                         }
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) => sink.lock().unwrap().push(Received {
-                        topic: p.topic.clone(),
-                        payload: p.payload.to_vec(),
-                        retain: p.retain,
-                        at: Instant::now(),
-                    }),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        sink.lock().unwrap().push(Received {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                            at: Instant::now(),
+                        })
+                    }
                     Ok(_) => {}
                     Err(_) => thread::sleep(Duration::from_millis(100)),
                 }

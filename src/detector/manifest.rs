@@ -3,14 +3,118 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How a model's outputs are laid out (one decoder per layout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
-    /// YOLOX: `[1, N, 5 + classes]`, anchor-free grid over strides 8/16/32, obj × cls scores.
+    /// Chosen from the output shapes when the model loads.
+    Auto,
+    /// YOLOX: `[1, N, 5 + classes]` grid offsets over strides 8/16/32, obj × cls scores.
     Yolox,
+    /// Ultralytics YOLO v5/v8/v11: `[1, 4 + classes, N]` or `[1, N, 4 (+1) + classes]`,
+    /// boxes as centre and size in input pixels, with or without an objectness column.
+    Yolo,
+    /// NanoDet / PicoDet (generalized focal loss): per stride a `[1, N, classes]` score output and
+    /// a `[1, N, 4 * bins]` distance distribution, softmax over bins.
+    Gfl,
+    /// RT-DETR / D-FINE / RF-DETR: a fixed set of queries, boxes plus logits or labels plus scores, no NMS.
+    Detr,
+    /// FastestDet: `[1, 5 + classes, H, W]`, one box per cell.
+    Fastestdet,
+}
+
+impl Layout {
+    /// Whether the decoded boxes go through NMS (set-prediction models give one box per object).
+    pub fn needs_nms(self) -> bool {
+        self != Layout::Detr
+    }
+}
+
+/// Resampling used to fit the frame, as the model's reference preprocessing does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// Bilinear (OpenCV INTER_LINEAR).
+    #[default]
+    Linear,
+    /// Pixel-area averaging when shrinking (OpenCV INTER_AREA); bilinear when enlarging.
+    Area,
+    /// Bicubic (OpenCV INTER_CUBIC).
+    Cubic,
+}
+
+/// Memory order of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TensorOrder {
+    /// `[1, 3, H, W]`.
+    #[default]
+    Nchw,
+    /// `[1, H, W, 3]`.
+    Nhwc,
+}
+
+/// Element type of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// 32-bit floats after normalization.
+    #[default]
+    Float32,
+    /// Raw 0..255 bytes (the model normalizes inside).
+    Uint8,
+}
+
+/// Box encoding of `detr` outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxFormat {
+    /// Centre x, centre y, width, height.
+    #[default]
+    Cxcywh,
+    /// Corners.
+    Xyxy,
+}
+
+/// Units of decoded boxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxUnits {
+    /// Fractions of the input size.
+    Normalized,
+    /// Input pixels.
+    Pixels,
+}
+
+/// What class scores are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreKind {
+    /// Raw logits: a sigmoid is applied.
+    Logits,
+    /// Already probabilities.
+    Probabilities,
+}
+
+/// Layout-specific decoding options; every field is optional and has the usual default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeOptions {
+    /// `gfl`: pixels added to the cell centre `(x + 0.5) * stride`; NanoDet's reference uses -0.5.
+    #[serde(default)]
+    pub center_offset: f32,
+    /// `yolo`: whether rows carry an objectness column (v5); default: from the output shape.
+    pub objectness: Option<bool>,
+    /// `detr`: box encoding.
+    #[serde(default)]
+    pub box_format: BoxFormat,
+    /// Box units; default normalized for `detr`, pixels for `yolo`.
+    pub box_units: Option<BoxUnits>,
+    /// `detr` / `yolo`: what the class scores are; default logits for `detr` logit outputs,
+    /// probabilities otherwise.
+    pub scores: Option<ScoreKind>,
 }
 
 /// Channel order the model expects.
@@ -47,6 +151,15 @@ pub struct InputSpec {
     pub color: ColorOrder,
     /// Fit mode.
     pub resize: ResizeMode,
+    /// Resampling.
+    #[serde(default)]
+    pub interpolation: Interpolation,
+    /// Tensor memory order.
+    #[serde(default)]
+    pub order: TensorOrder,
+    /// Tensor element type.
+    #[serde(default, rename = "type")]
+    pub dtype: InputType,
     /// Value of padded pixels, in 0..255 before normalization.
     #[serde(default)]
     pub pad_value: f32,
@@ -81,8 +194,12 @@ pub struct Manifest {
     /// License of the weights.
     #[serde(default)]
     pub license: String,
-    /// Output layout.
+    /// Output layout (`auto` = chosen from the output shapes).
+    #[serde(default = "d_layout")]
     pub layout: Layout,
+    /// Layout-specific decoding options.
+    #[serde(default)]
+    pub decode: DecodeOptions,
     /// Input description.
     pub input: InputSpec,
     /// Labels file relative to the assets root, one label per line.
@@ -109,6 +226,9 @@ pub struct Manifest {
     pub people: Vec<String>,
 }
 
+fn d_layout() -> Layout {
+    Layout::Auto
+}
 fn d_score() -> f32 {
     0.2
 }
@@ -155,17 +275,17 @@ impl Manifest {
         Self::load(&dir.join(format!("{name}.toml")))
     }
 
-    /// The labels, from `labels` or `labels_file`.
-    pub fn resolve_labels(&self, manifest_path: &Path) -> Result<Vec<String>, ManifestError> {
+    /// The labels, from `labels` or `labels_file`; None when the manifest gives neither
+    /// (the model's own metadata may name them).
+    pub fn resolve_labels(
+        &self,
+        manifest_path: &Path,
+    ) -> Result<Option<Vec<String>>, ManifestError> {
         if let Some(l) = &self.labels {
-            return Ok(l.clone());
+            return Ok(Some(l.clone()));
         }
         let Some(file) = &self.labels_file else {
-            return Err(ManifestError::Field {
-                path: manifest_path.to_path_buf(),
-                field: "labels",
-                why: "give `labels = [...]` or `labels_file`".into(),
-            });
+            return Ok(None);
         };
         let path = crate::assets::find(file).map_err(|e| ManifestError::Field {
             path: manifest_path.to_path_buf(),
@@ -177,12 +297,13 @@ impl Manifest {
             field: "labels_file",
             why: format!("{}: {e}", path.display()),
         })?;
-        Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
+        Ok(Some(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        ))
     }
 
     /// The score threshold for a label.

@@ -1,8 +1,8 @@
 //! Detector: an ONNX model run through ONNX Runtime (`ort`): fit the frame, infer, decode, NMS.
 
+pub mod decode;
 pub mod manifest;
 pub mod preprocess;
-mod yolox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorElementType, TensorRef};
 use serde::Serialize;
 
 use crate::geometry::BBox;
-use manifest::{Layout, Manifest, ManifestError};
+use decode::{OutputInfo, Plan, Tensor};
+use manifest::{InputType, Layout, Manifest, ManifestError, TensorOrder};
 
 /// What kind of road user a label is, as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -92,7 +93,8 @@ pub struct Detector {
     labels: Vec<String>,
     classes: Vec<ObjectClass>,
     input_name: String,
-    output_name: String,
+    outputs: Vec<OutputInfo>,
+    plan: Plan,
     session: Mutex<Session>,
 }
 
@@ -100,6 +102,7 @@ impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Detector")
             .field("model", &self.manifest.name)
+            .field("layout", &self.plan.layout())
             .finish()
     }
 }
@@ -119,8 +122,16 @@ impl Detector {
         threads: usize,
     ) -> Result<Self, DetectorError> {
         let env = crate::assets::init_runtime()?;
-        let weights: PathBuf = crate::assets::find(&manifest.file)?;
-        let labels = manifest.resolve_labels(manifest_path)?;
+        let field = |field: &'static str, why: String| -> DetectorError {
+            ManifestError::Field {
+                path: manifest_path.to_path_buf(),
+                field,
+                why,
+            }
+            .into()
+        };
+        let weights: PathBuf =
+            crate::assets::find(&manifest.file).map_err(|e| field("file", e.to_string()))?;
         let runtime = |why: String| DetectorError::Runtime {
             model: manifest.name.clone(),
             why,
@@ -132,59 +143,58 @@ impl Detector {
             .map_err(|e| load_err(e.to_string()))?
             .commit_from_file(&weights)
             .map_err(|e| load_err(e.to_string()))?;
+        let inputs: Vec<String> = session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
         let input_name = match &manifest.input.name {
+            Some(n) if inputs.contains(n) => n.clone(),
             Some(n) => {
-                if !session.inputs().iter().any(|i| i.name() == n) {
-                    return Err(ManifestError::Field {
-                        path: manifest_path.to_path_buf(),
-                        field: "input.name",
-                        why: format!(
-                            "the model has no input {n:?}; its inputs are {:?}",
-                            session
-                                .inputs()
-                                .iter()
-                                .map(|i| i.name())
-                                .collect::<Vec<_>>()
-                        ),
-                    }
-                    .into());
-                }
-                n.clone()
+                return Err(field(
+                    "input.name",
+                    format!("the model has no input {n:?}; its inputs are {inputs:?}"),
+                ))
             }
-            None => session
-                .inputs()
+            None => inputs
                 .first()
-                .map(|i| i.name().to_string())
+                .cloned()
                 .ok_or_else(|| runtime("the model has no inputs".into()))?,
         };
-        let output = session
+        let labels = match manifest.resolve_labels(manifest_path)? {
+            Some(l) => l,
+            None => labels_from_metadata(&session).ok_or_else(|| {
+                field(
+                    "labels",
+                    "give `labels = [...]` or `labels_file` (the model has no `names` metadata)"
+                        .into(),
+                )
+            })?,
+        };
+        let outputs: Vec<OutputInfo> = session
             .outputs()
-            .first()
-            .ok_or_else(|| runtime("the model has no outputs".into()))?;
-        let output_name = output.name().to_string();
-        if manifest.layout == Layout::Yolox {
-            let [w, h] = manifest.input.size;
-            let want = [1, yolox::anchors(w, h) as i64, 5 + labels.len() as i64];
-            if let Some(shape) = output.dtype().tensor_shape() {
-                let dims: Vec<i64> = shape.iter().copied().collect();
-                let fits = dims.len() == 3
-                    && dims
-                        .iter()
-                        .zip(want.iter())
-                        .all(|(d, w)| *d == *w || *d < 0);
-                if !fits {
-                    return Err(ManifestError::Field {
-                        path: manifest_path.to_path_buf(),
-                        field: "layout",
-                        why: format!(
-                            "output {output_name:?} has shape {dims:?}, but layout yolox with input {w}x{h} and {} labels needs {want:?}",
-                            labels.len()
-                        ),
-                    }
-                    .into());
-                }
-            }
-        }
+            .iter()
+            .map(|o| OutputInfo {
+                name: o.name().to_string(),
+                shape: o
+                    .dtype()
+                    .tensor_shape()
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default(),
+                integer: matches!(
+                    o.dtype().tensor_type(),
+                    Some(TensorElementType::Int64 | TensorElementType::Int32)
+                ),
+            })
+            .collect();
+        let plan = decode::plan(
+            manifest.layout,
+            &outputs,
+            labels.len(),
+            manifest.input.size,
+            &manifest.decode,
+        )
+        .map_err(|e| field(e.field, e.why))?;
         let classes = labels
             .iter()
             .map(|l| {
@@ -204,7 +214,8 @@ impl Detector {
             labels,
             classes,
             input_name,
-            output_name,
+            outputs,
+            plan,
             session: Mutex::new(session),
         })
     }
@@ -219,26 +230,64 @@ impl Detector {
         &self.labels
     }
 
-    /// Runs the model on a prepared NCHW input and returns its first output, flattened.
-    pub fn infer(&self, input: &[f32]) -> Result<Vec<f32>, DetectorError> {
+    /// The layout the outputs are decoded with (resolved when the manifest says `auto`).
+    pub fn layout(&self) -> Layout {
+        self.plan.layout()
+    }
+
+    /// Runs the model on a prepared input (in the manifest's order and type) and returns every
+    /// output, in the model's output order, as f32.
+    pub fn infer(&self, input: &[f32]) -> Result<Vec<Tensor>, DetectorError> {
         let runtime = |why: String| DetectorError::Runtime {
             model: self.manifest.name.clone(),
             why,
         };
-        let [iw, ih] = self.manifest.input.size;
-        let tensor = TensorRef::from_array_view(([1usize, 3, ih as usize, iw as usize], input))
-            .map_err(|e| runtime(e.to_string()))?;
+        let spec = &self.manifest.input;
+        let [iw, ih] = spec.size;
+        let (iw, ih) = (iw as usize, ih as usize);
+        let shape = match spec.order {
+            TensorOrder::Nchw => [1usize, 3, ih, iw],
+            TensorOrder::Nhwc => [1usize, ih, iw, 3],
+        };
         let mut session = self
             .session
             .lock()
             .map_err(|_| runtime("a previous inference panicked".into()))?;
-        let outputs = session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| runtime(e.to_string()))?;
-        let (_, data) = outputs[self.output_name.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| runtime(e.to_string()))?;
-        Ok(data.to_vec())
+        let bytes: Vec<u8>;
+        let outputs = match spec.dtype {
+            InputType::Float32 => {
+                let tensor = TensorRef::from_array_view((shape, input))
+                    .map_err(|e| runtime(e.to_string()))?;
+                session.run(ort::inputs![self.input_name.as_str() => tensor])
+            }
+            InputType::Uint8 => {
+                bytes = input.iter().map(|v| v.clamp(0.0, 255.0) as u8).collect();
+                let tensor = TensorRef::from_array_view((shape, bytes.as_slice()))
+                    .map_err(|e| runtime(e.to_string()))?;
+                session.run(ort::inputs![self.input_name.as_str() => tensor])
+            }
+        }
+        .map_err(|e| runtime(e.to_string()))?;
+        self.outputs
+            .iter()
+            .map(|info| {
+                let value = &outputs[info.name.as_str()];
+                let to_tensor = |shape: &ort::value::Shape, data: Vec<f32>| Tensor {
+                    shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                    data,
+                };
+                if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+                    return Ok(to_tensor(shape, data.to_vec()));
+                }
+                if let Ok((shape, data)) = value.try_extract_tensor::<i64>() {
+                    return Ok(to_tensor(shape, data.iter().map(|&v| v as f32).collect()));
+                }
+                value
+                    .try_extract_tensor::<i32>()
+                    .map(|(shape, data)| to_tensor(shape, data.iter().map(|&v| v as f32).collect()))
+                    .map_err(|e| runtime(format!("output {:?}: {e}", info.name)))
+            })
+            .collect()
     }
 
     /// Detects objects in an RGB frame.
@@ -255,7 +304,6 @@ impl Detector {
         let t0 = Instant::now();
         let mut input = Vec::new();
         let transform = preprocess::prepare(img, &self.manifest.input, &mut input);
-        let [iw, ih] = self.manifest.input.size;
         timing.preprocess = t0.elapsed();
 
         let t1 = Instant::now();
@@ -264,11 +312,18 @@ impl Detector {
 
         let t2 = Instant::now();
         let threshold = |c: usize| self.manifest.threshold(&self.labels[c]);
-        let candidates = match self.manifest.layout {
-            Layout::Yolox => yolox::decode(&raw, iw, ih, self.labels.len(), &threshold),
+        let ctx = decode::Context {
+            input: self.manifest.input.size,
+            classes: self.labels.len(),
+            threshold: &threshold,
+            options: &self.manifest.decode,
         };
+        let mut candidates = decode::decode(&self.plan, &raw, &ctx);
+        if self.plan.layout().needs_nms() {
+            candidates = nms(candidates, self.manifest.nms_iou);
+        }
         let (w, h) = img.dimensions();
-        let detections = nms(candidates, self.manifest.nms_iou)
+        let detections = candidates
             .into_iter()
             .map(|c| Detection {
                 class_id: c.class,
@@ -281,6 +336,32 @@ impl Detector {
         timing.postprocess = t2.elapsed();
         Ok((detections, timing))
     }
+}
+
+/// Class names an Ultralytics export stores in its metadata: `{0: 'person', 1: 'bicycle', ...}`.
+fn labels_from_metadata(session: &Session) -> Option<Vec<String>> {
+    let names = session.metadata().ok()?.custom("names")?;
+    parse_names(&names)
+}
+
+/// Parses `{0: 'person', 1: "bicycle"}` into labels ordered by id.
+fn parse_names(text: &str) -> Option<Vec<String>> {
+    let body = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut pairs: Vec<(usize, String)> = Vec::new();
+    let mut rest = body;
+    while !rest.trim().is_empty() {
+        let (id, after) = rest.split_once(':')?;
+        let id: usize = id.trim().trim_start_matches(',').trim().parse().ok()?;
+        let after = after.trim_start();
+        let quote = after.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let after = &after[1..];
+        let end = after.find(quote)?;
+        pairs.push((id, after[..end].to_string()));
+        rest = after[end + 1..].trim_start().trim_start_matches(',');
+    }
+    pairs.sort_by_key(|p| p.0);
+    let ordered = pairs.iter().enumerate().all(|(i, p)| p.0 == i);
+    (ordered && !pairs.is_empty()).then(|| pairs.into_iter().map(|p| p.1).collect())
 }
 
 /// Class-aware non-maximum suppression: keeps the best box among same-class boxes overlapping more than `iou`.
@@ -320,5 +401,19 @@ mod tests {
         );
         let scores: Vec<f32> = kept.iter().map(|k| k.score).collect();
         assert_eq!(scores, vec![0.9, 0.4, 0.3]);
+    }
+
+    #[test]
+    fn reads_ultralytics_names_metadata() {
+        assert_eq!(
+            parse_names("{0: 'person', 1: \"bicycle\", 2: 'tricycle_cart'}"),
+            Some(vec![
+                "person".into(),
+                "bicycle".into(),
+                "tricycle_cart".into()
+            ])
+        );
+        assert_eq!(parse_names("{1: 'a'}"), None);
+        assert_eq!(parse_names("not a dict"), None);
     }
 }

@@ -1,9 +1,10 @@
-//! Fitting a frame into the model input: resize (bilinear, like OpenCV's INTER_LINEAR, so results
-//! match references computed with OpenCV), pad, reorder channels, normalize, NCHW.
+//! Fitting a frame into the model input: resize with the interpolation the model's reference
+//! used (OpenCV's INTER_LINEAR, INTER_AREA or INTER_CUBIC, reproduced so our results match
+//! references computed with OpenCV), pad, reorder channels, normalize, NCHW or NHWC.
 
 use image::RgbImage;
 
-use super::manifest::{ColorOrder, InputSpec, ResizeMode};
+use super::manifest::{ColorOrder, InputSpec, Interpolation, ResizeMode, TensorOrder};
 
 /// How input coordinates map back to frame pixels: `frame = (input - offset) / scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,7 +31,7 @@ impl InputTransform {
     }
 }
 
-/// Writes `img` into `out` (length 3·W·H, NCHW) as the spec says and returns the transform.
+/// Writes `img` into `out` (length 3·W·H, in the spec's order) and returns the transform.
 pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTransform {
     let [iw, ih] = spec.size;
     let (w, h) = img.dimensions();
@@ -45,6 +46,7 @@ pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTra
             } else {
                 (0, 0)
             };
+            // Boxes map back with r, as the references (YOLOX, NanoDet) do.
             (nw, nh, ox, oy, r, r)
         }
     };
@@ -57,30 +59,24 @@ pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTra
         ColorOrder::Bgr => [2usize, 1, 0],
     };
     let norm = |c: usize, v: f32| (v - spec.mean[c]) / spec.std[c];
+    // Where value (x, y, c) of the input goes in `out`.
+    let at = |x: usize, y: usize, c: usize| match spec.order {
+        TensorOrder::Nchw => c * plane + y * iw as usize + x,
+        TensorOrder::Nhwc => (y * iw as usize + x) * 3 + c,
+    };
     for c in 0..3 {
         let pad = norm(c, spec.pad_value);
-        out[c * plane..(c + 1) * plane].fill(pad);
+        match spec.order {
+            TensorOrder::Nchw => out[c * plane..(c + 1) * plane].fill(pad),
+            TensorOrder::Nhwc => out.iter_mut().skip(c).step_by(3).for_each(|v| *v = pad),
+        }
     }
-    let xs = axis_taps(w, nw);
-    let ys = axis_taps(h, nh);
-    let raw = img.as_raw();
-    let stride = w as usize * 3;
-    for (dy, &(y0, y1, fy)) in ys.iter().enumerate() {
-        let row0 = &raw[y0 * stride..(y0 + 1) * stride];
-        let row1 = &raw[y1 * stride..(y1 + 1) * stride];
-        let base = (dy + oy as usize) * iw as usize + ox as usize;
-        for (dx, &(x0, x1, fx)) in xs.iter().enumerate() {
-            for c in 0..3 {
-                let ch = src[c];
-                let p00 = row0[x0 * 3 + ch] as f32;
-                let p01 = row0[x1 * 3 + ch] as f32;
-                let p10 = row1[x0 * 3 + ch] as f32;
-                let p11 = row1[x1 * 3 + ch] as f32;
-                let top = p00 + (p01 - p00) * fx;
-                let bottom = p10 + (p11 - p10) * fx;
-                // Round like the uint8 result of OpenCV's resize.
-                let v = (top + (bottom - top) * fy).round();
-                out[c * plane + base + dx] = norm(c, v);
+    let resized = resample(img, nw, nh, spec.interpolation);
+    for y in 0..nh as usize {
+        for x in 0..nw as usize {
+            let px = &resized[(y * nw as usize + x) * 3..][..3];
+            for (c, &ch) in src.iter().enumerate() {
+                out[at(x + ox as usize, y + oy as usize, c)] = norm(c, px[ch]);
             }
         }
     }
@@ -92,23 +88,110 @@ pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTra
     }
 }
 
-/// For each destination index: the two source indices and the weight of the second
-/// (half-pixel centres, edges clamped, as OpenCV's INTER_LINEAR).
-fn axis_taps(src: u32, dst: u32) -> Vec<(usize, usize, f32)> {
-    let scale = src as f32 / dst as f32;
-    (0..dst)
-        .map(|d| {
-            let s = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
-            let i0 = (s.floor() as usize).min(src as usize - 1);
-            let i1 = (i0 + 1).min(src as usize - 1);
-            (i0, i1, s - i0 as f32)
-        })
-        .collect()
+/// Source indices and weights that make one destination pixel along an axis.
+type Taps = Vec<Vec<(usize, f32)>>;
+
+/// Resizes to `nw`x`nh` in two separable passes; returns RGB values rounded to 0..255 like the
+/// uint8 result of OpenCV's `resize`.
+fn resample(img: &RgbImage, nw: u32, nh: u32, how: Interpolation) -> Vec<f32> {
+    let (w, h) = img.dimensions();
+    let xs = taps(w, nw, how);
+    let ys = taps(h, nh, how);
+    let raw = img.as_raw();
+    let (w, nw) = (w as usize, nw as usize);
+    // Horizontal pass over the source rows the vertical pass needs.
+    let mut needed = vec![false; h as usize];
+    ys.iter().flatten().for_each(|&(i, _)| needed[i] = true);
+    let mut rows = vec![0f32; h as usize * nw * 3];
+    for (y, _) in needed.iter().enumerate().filter(|(_, n)| **n) {
+        let src = &raw[y * w * 3..(y + 1) * w * 3];
+        let dst = &mut rows[y * nw * 3..(y + 1) * nw * 3];
+        for (dx, t) in xs.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for &(sx, wt) in t {
+                for c in 0..3 {
+                    acc[c] += src[sx * 3 + c] as f32 * wt;
+                }
+            }
+            dst[dx * 3..dx * 3 + 3].copy_from_slice(&acc);
+        }
+    }
+    let mut out = vec![0f32; nh as usize * nw * 3];
+    for (dy, t) in ys.iter().enumerate() {
+        let dst = &mut out[dy * nw * 3..(dy + 1) * nw * 3];
+        for &(sy, wt) in t {
+            let row = &rows[sy * nw * 3..(sy + 1) * nw * 3];
+            for (d, s) in dst.iter_mut().zip(row) {
+                *d += s * wt;
+            }
+        }
+        for v in dst.iter_mut() {
+            *v = v.round().clamp(0.0, 255.0);
+        }
+    }
+    out
+}
+
+/// Per destination index along one axis, the source taps, as OpenCV computes them
+/// (half-pixel centres, edges clamped).
+fn taps(src: u32, dst: u32, how: Interpolation) -> Taps {
+    let scale = src as f64 / dst as f64;
+    let last = src as i64 - 1;
+    let clamp = |i: i64| i.clamp(0, last) as usize;
+    match how {
+        Interpolation::Area if scale > 1.0 => (0..dst)
+            .map(|d| {
+                // The source interval this pixel covers, each source pixel weighted by overlap.
+                let (a, b) = (d as f64 * scale, (d + 1) as f64 * scale);
+                let mut t = Vec::new();
+                let mut i = a.floor() as i64;
+                while (i as f64) < b {
+                    let overlap = (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
+                    if overlap > 1e-9 {
+                        t.push((clamp(i), (overlap / scale) as f32));
+                    }
+                    i += 1;
+                }
+                t
+            })
+            .collect(),
+        Interpolation::Cubic => (0..dst)
+            .map(|d| {
+                let s = (d as f64 + 0.5) * scale - 0.5;
+                let i = s.floor() as i64;
+                let f = s - i as f64;
+                cubic_weights(f)
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &wt)| (clamp(i - 1 + k as i64), wt as f32))
+                    .collect()
+            })
+            .collect(),
+        // Linear, and Area when enlarging (OpenCV falls back to bilinear there).
+        _ => (0..dst)
+            .map(|d| {
+                let s = ((d as f64 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (s.floor() as i64).min(last);
+                let f = (s - i0 as f64) as f32;
+                vec![(clamp(i0), 1.0 - f), (clamp(i0 + 1), f)]
+            })
+            .collect(),
+    }
+}
+
+/// OpenCV's bicubic kernel (A = -0.75) at fractional offset `x`.
+fn cubic_weights(x: f64) -> [f64; 4] {
+    const A: f64 = -0.75;
+    let w0 = ((A * (x + 1.0) - 5.0 * A) * (x + 1.0) + 8.0 * A) * (x + 1.0) - 4.0 * A;
+    let w1 = ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let w2 = ((A + 2.0) * (1.0 - x) - (A + 3.0)) * (1.0 - x) * (1.0 - x) + 1.0;
+    [w0, w1, w2, 1.0 - w0 - w1 - w2]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detector::manifest::InputType;
 
     fn spec(resize: ResizeMode) -> InputSpec {
         InputSpec {
@@ -116,6 +199,9 @@ mod tests {
             size: [8, 8],
             color: ColorOrder::Bgr,
             resize,
+            interpolation: Interpolation::Linear,
+            order: TensorOrder::Nchw,
+            dtype: InputType::Float32,
             pad_value: 114.0,
             mean: [0.0; 3],
             std: [1.0; 3],
@@ -144,5 +230,39 @@ mod tests {
         assert_eq!((t.offset_x, t.offset_y), (0.0, 2.0));
         assert_eq!(out[0], 114.0);
         assert_eq!(out[2 * 8], 3.0);
+    }
+
+    #[test]
+    fn nhwc_interleaves_channels() {
+        let img = RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]));
+        let mut s = spec(ResizeMode::Stretch);
+        s.order = TensorOrder::Nhwc;
+        s.color = ColorOrder::Rgb;
+        let mut out = Vec::new();
+        prepare(&img, &s, &mut out);
+        assert_eq!(&out[..6], &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn area_averages_blocks_when_halving() {
+        // A 4x1 row 0, 100, 200, 50 halved: (0+100)/2, (200+50)/2.
+        let mut img = RgbImage::new(4, 1);
+        for (x, v) in [0u8, 100, 200, 50].iter().enumerate() {
+            img.put_pixel(x as u32, 0, image::Rgb([*v; 3]));
+        }
+        let r = resample(&img, 2, 1, Interpolation::Area);
+        assert_eq!((r[0], r[3]), (50.0, 125.0));
+        // Linear at exactly half samples between the same pairs.
+        let l = resample(&img, 2, 1, Interpolation::Linear);
+        assert_eq!((l[0], l[3]), (50.0, 125.0));
+    }
+
+    #[test]
+    fn cubic_weights_sum_to_one_and_interpolate() {
+        for f in [0.0, 0.25, 0.5, 0.9] {
+            let w = cubic_weights(f);
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+        assert_eq!(cubic_weights(0.0), [0.0, 1.0, 0.0, 0.0]);
     }
 }

@@ -1,0 +1,272 @@
+//! Decoding model outputs into candidate boxes, one decoder per layout behind one interface:
+//! [`plan`] looks at the output shapes once when the model loads (choosing the layout when the
+//! manifest says `auto`, and rejecting outputs that fit no layout); [`decode`] reads each frame's
+//! outputs with that plan.
+
+mod detr;
+mod fastestdet;
+mod gfl;
+mod yolo;
+mod yolox;
+
+pub use yolox::anchors as yolox_anchors;
+
+use super::manifest::{DecodeOptions, Layout};
+use super::Candidate;
+
+/// One output as the model declares it; dynamic dimensions are negative.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputInfo {
+    /// Output name.
+    pub name: String,
+    /// Declared shape.
+    pub shape: Vec<i64>,
+    /// Whether its elements are integers (class ids).
+    pub integer: bool,
+}
+
+/// One output of one inference, converted to f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Actual shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// How to read a model's outputs, decided once when it loads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// YOLOX grid output at this index.
+    Yolox(usize),
+    /// Ultralytics YOLO.
+    Yolo(yolo::Plan),
+    /// NanoDet / PicoDet.
+    Gfl(gfl::Plan),
+    /// DETR family.
+    Detr(detr::Plan),
+    /// FastestDet output at this index.
+    Fastestdet(usize),
+}
+
+impl Plan {
+    /// The layout this plan decodes.
+    pub fn layout(&self) -> Layout {
+        match self {
+            Plan::Yolox(_) => Layout::Yolox,
+            Plan::Yolo(_) => Layout::Yolo,
+            Plan::Gfl(_) => Layout::Gfl,
+            Plan::Detr(_) => Layout::Detr,
+            Plan::Fastestdet(_) => Layout::Fastestdet,
+        }
+    }
+}
+
+/// Why outputs cannot be decoded: the manifest field to fix and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    /// Manifest field (`layout`, `labels`, `decode.…`).
+    pub field: &'static str,
+    /// What is wrong.
+    pub why: String,
+}
+
+fn plan_error(field: &'static str, why: String) -> PlanError {
+    PlanError { field, why }
+}
+
+/// What every decoder needs besides the outputs.
+pub struct Context<'a> {
+    /// Model input `[width, height]`.
+    pub input: [u32; 2],
+    /// Number of labels.
+    pub classes: usize,
+    /// Score threshold of a class.
+    pub threshold: &'a dyn Fn(usize) -> f32,
+    /// Layout options.
+    pub options: &'a DecodeOptions,
+}
+
+impl Context<'_> {
+    /// The lowest threshold of any class: rows below it are skipped early.
+    fn min_threshold(&self) -> f32 {
+        (0..self.classes)
+            .map(self.threshold)
+            .fold(f32::INFINITY, f32::min)
+    }
+}
+
+/// Chooses and checks how to read `outputs` for `layout` (or finds the layout for `Auto`).
+pub fn plan(
+    layout: Layout,
+    outputs: &[OutputInfo],
+    classes: usize,
+    input: [u32; 2],
+    options: &DecodeOptions,
+) -> Result<Plan, PlanError> {
+    match layout {
+        Layout::Yolox => yolox::plan(outputs, classes, input).map(Plan::Yolox),
+        Layout::Yolo => yolo::plan(outputs, classes, input, options).map(Plan::Yolo),
+        Layout::Gfl => gfl::plan(outputs, classes, input).map(Plan::Gfl),
+        Layout::Detr => detr::plan(outputs, classes, options).map(Plan::Detr),
+        Layout::Fastestdet => fastestdet::plan(outputs, classes).map(Plan::Fastestdet),
+        Layout::Auto => auto(outputs, classes, input, options),
+    }
+}
+
+/// Tries each layout in turn, most specific shapes first.
+fn auto(
+    outputs: &[OutputInfo],
+    classes: usize,
+    input: [u32; 2],
+    options: &DecodeOptions,
+) -> Result<Plan, PlanError> {
+    let attempts: [(&str, Result<Plan, PlanError>); 5] = [
+        (
+            "fastestdet",
+            fastestdet::plan(outputs, classes).map(Plan::Fastestdet),
+        ),
+        ("gfl", gfl::plan(outputs, classes, input).map(Plan::Gfl)),
+        (
+            "yolox",
+            yolox::plan(outputs, classes, input).map(Plan::Yolox),
+        ),
+        (
+            "yolo",
+            yolo::plan(outputs, classes, input, options).map(Plan::Yolo),
+        ),
+        (
+            "detr",
+            detr::plan(outputs, classes, options).map(Plan::Detr),
+        ),
+    ];
+    let mut why = Vec::new();
+    for (name, attempt) in attempts {
+        match attempt {
+            Ok(p) => return Ok(p),
+            Err(e) => why.push(format!("{name}: {}", e.why)),
+        }
+    }
+    Err(plan_error(
+        "layout",
+        format!(
+            "no layout fits the outputs {} with {classes} labels ({}); set `layout` and check `labels`",
+            describe(outputs),
+            why.join("; ")
+        ),
+    ))
+}
+
+/// `name [1, 3549, 85], ...` for messages.
+pub fn describe(outputs: &[OutputInfo]) -> String {
+    outputs
+        .iter()
+        .map(|o| format!("{:?} {:?}", o.name, o.shape))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Decodes one inference's outputs into candidates in input pixels.
+pub fn decode(plan: &Plan, outputs: &[Tensor], ctx: &Context) -> Vec<Candidate> {
+    match plan {
+        Plan::Yolox(i) => outputs
+            .get(*i)
+            .map(|t| yolox::decode(&t.data, ctx))
+            .unwrap_or_default(),
+        Plan::Yolo(p) => yolo::decode(p, outputs, ctx),
+        Plan::Gfl(p) => gfl::decode(p, outputs, ctx),
+        Plan::Detr(p) => detr::decode(p, outputs, ctx),
+        Plan::Fastestdet(i) => outputs
+            .get(*i)
+            .map(|t| fastestdet::decode(t, ctx))
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether a declared dimension equals `want` (dynamic dimensions match anything).
+fn dim_is(d: i64, want: usize) -> bool {
+    d < 0 || d == want as i64
+}
+
+/// Logistic function.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Index and value of the largest element.
+fn argmax(v: impl Iterator<Item = f32>) -> Option<(usize, f32)> {
+    v.enumerate()
+        .fold(None, |best: Option<(usize, f32)>, (i, x)| match best {
+            Some((_, b)) if b >= x => best,
+            _ => Some((i, x)),
+        })
+}
+
+/// Grid cells of a stride over an input size (partial cells count, as exporters pad).
+fn cells(input: [u32; 2], stride: u32) -> (usize, usize) {
+    (
+        input[0].div_ceil(stride) as usize,
+        input[1].div_ceil(stride) as usize,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(name: &str, shape: &[i64]) -> OutputInfo {
+        OutputInfo {
+            name: name.into(),
+            shape: shape.to_vec(),
+            integer: false,
+        }
+    }
+
+    #[test]
+    fn auto_recognizes_each_layout_by_shape() {
+        let o = DecodeOptions::default();
+        let input = [416, 416];
+        let pick =
+            |outs: &[OutputInfo]| plan(Layout::Auto, outs, 80, input, &o).map(|p| p.layout());
+        assert_eq!(pick(&[out("output", &[1, 3549, 85])]), Ok(Layout::Yolox));
+        assert_eq!(pick(&[out("output0", &[1, 84, 3549])]), Ok(Layout::Yolo));
+        assert_eq!(
+            pick(&[out("output0", &[1, 3 * 3549, 85])]),
+            Ok(Layout::Yolo)
+        );
+        assert_eq!(
+            pick(&[out("758", &[1, 85, 22, 22])]),
+            Ok(Layout::Fastestdet)
+        );
+        assert_eq!(
+            pick(&[
+                out("cls8", &[1, 2704, 80]),
+                out("cls16", &[1, 676, 80]),
+                out("dis8", &[1, 2704, 32]),
+                out("dis16", &[1, 676, 32]),
+            ]),
+            Ok(Layout::Gfl)
+        );
+        assert_eq!(
+            pick(&[out("boxes", &[1, 300, 4]), out("logits", &[1, 300, 80])]),
+            Ok(Layout::Detr)
+        );
+        let err = pick(&[out("x", &[1, 7])]).unwrap_err();
+        assert_eq!(err.field, "layout");
+        assert!(err.why.contains("\"x\" [1, 7]"), "{}", err.why);
+    }
+
+    #[test]
+    fn label_count_mismatch_names_labels() {
+        let o = DecodeOptions::default();
+        let e = plan(
+            Layout::Yolox,
+            &[out("output", &[1, 3549, 85])],
+            79,
+            [416, 416],
+            &o,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "labels");
+    }
+}

@@ -39,7 +39,7 @@ pub struct Annotation<'a> {
 /// Writes evidence files under one folder.
 pub struct EvidenceStore {
     root: PathBuf,
-    font: Option<FontVec>,
+    marker: Marker,
 }
 
 impl std::fmt::Debug for EvidenceStore {
@@ -59,14 +59,10 @@ const FONT_PATHS: &[&str] = &[
 impl EvidenceStore {
     /// A store writing under `root` (usually `storage.dir/evidence`).
     pub fn new(root: PathBuf) -> Self {
-        let font = FONT_PATHS
-            .iter()
-            .filter_map(|p| std::fs::read(p).ok())
-            .find_map(|bytes| FontVec::try_from_vec(bytes).ok());
-        if font.is_none() {
-            tracing::warn!("no DejaVu font found: evidence frames will have boxes but no text (install fonts-dejavu-core)");
+        Self {
+            root,
+            marker: Marker::load(),
         }
-        Self { root, font }
     }
 
     /// The evidence folder.
@@ -107,49 +103,80 @@ impl EvidenceStore {
     fn annotate(&self, frame: &RgbImage, ann: &Annotation<'_>) -> RgbImage {
         let mut img = frame.clone();
         let (w, h) = (img.width() as f32, img.height() as f32);
-        let zone_color = Rgb([255, 200, 0]);
-        let box_color = Rgb([255, 40, 40]);
-        let n = ann.zone.len();
+        self.marker.polygon(&mut img, ann.zone, ZONE_COLOR);
+        self.marker
+            .labelled_box(&mut img, ann.bbox.scale(w, h), &ann.text, BOX_COLOR);
+        img
+    }
+}
+
+/// Colour of zone outlines.
+pub const ZONE_COLOR: Rgb<u8> = Rgb([255, 200, 0]);
+/// Colour of object boxes and their labels.
+pub const BOX_COLOR: Rgb<u8> = Rgb([255, 40, 40]);
+
+/// Draws zones, boxes and labels on pictures (evidence, `streetwatch detect --annotate`).
+pub struct Marker {
+    font: Option<FontVec>,
+}
+
+impl Marker {
+    /// Loads the label font; without it boxes are drawn without text (and a warning says why).
+    pub fn load() -> Self {
+        let font = FONT_PATHS
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .find_map(|bytes| FontVec::try_from_vec(bytes).ok());
+        if font.is_none() {
+            tracing::warn!("no DejaVu font found: pictures will have boxes but no text (install fonts-dejavu-core)");
+        }
+        Self { font }
+    }
+
+    /// Outlines a normalized polygon.
+    pub fn polygon(&self, img: &mut RgbImage, points: &[Point], color: Rgb<u8>) {
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let n = points.len();
         for i in 0..n {
-            let (a, b) = (ann.zone[i], ann.zone[(i + 1) % n]);
+            let (a, b) = (points[i], points[(i + 1) % n]);
             for d in [-1.0f32, 0.0, 1.0] {
-                draw_line_segment_mut(
-                    &mut img,
-                    (a.x * w + d, a.y * h),
-                    (b.x * w + d, b.y * h),
-                    zone_color,
-                );
+                draw_line_segment_mut(img, (a.x * w + d, a.y * h), (b.x * w + d, b.y * h), color);
             }
         }
-        let b = ann.bbox.scale(w, h).clamp(w - 1.0, h - 1.0);
+    }
+
+    /// A 3-pixel box in frame pixels with `text` on a filled tab above it (below when no room).
+    pub fn labelled_box(&self, img: &mut RgbImage, bbox: BBox, text: &str, color: Rgb<u8>) {
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let b = bbox.clamp(w - 1.0, h - 1.0);
         for inset in 0..3 {
             let i = inset as f32;
             if let Some(r) = rect(b.x1 + i, b.y1 + i, b.x2 - i, b.y2 - i) {
-                draw_hollow_rect_mut(&mut img, r, box_color);
+                draw_hollow_rect_mut(img, r, color);
             }
         }
-        if let Some(font) = &self.font {
-            let size = (h / 28.0).clamp(14.0, 48.0);
-            let tw = size * 0.62 * ann.text.chars().count() as f32 + 8.0;
-            let ty = if b.y1 >= size + 4.0 {
-                b.y1 - size - 4.0
-            } else {
-                b.y2 + 2.0
-            };
-            if let Some(r) = rect(b.x1, ty, b.x1 + tw, ty + size + 4.0) {
-                draw_filled_rect_mut(&mut img, r, box_color);
-            }
-            draw_text_mut(
-                &mut img,
-                Rgb([255, 255, 255]),
-                (b.x1 + 4.0) as i32,
-                (ty + 2.0) as i32,
-                PxScale::from(size),
-                font,
-                &ann.text,
-            );
+        let Some(font) = &self.font else {
+            return;
+        };
+        let size = (h / 28.0).clamp(14.0, 48.0);
+        let tw = size * 0.62 * text.chars().count() as f32 + 8.0;
+        let ty = if b.y1 >= size + 4.0 {
+            b.y1 - size - 4.0
+        } else {
+            b.y2 + 2.0
+        };
+        if let Some(r) = rect(b.x1, ty, b.x1 + tw, ty + size + 4.0) {
+            draw_filled_rect_mut(img, r, color);
         }
-        img
+        draw_text_mut(
+            img,
+            Rgb([255, 255, 255]),
+            (b.x1 + 4.0) as i32,
+            (ty + 2.0) as i32,
+            PxScale::from(size),
+            font,
+            text,
+        );
     }
 }
 
@@ -182,7 +209,7 @@ pub fn crop(frame: &RgbImage, bbox: BBox) -> RgbImage {
 }
 
 /// Writes a JPEG atomically (temp file + rename) and returns its sha256.
-fn write_jpeg(img: &RgbImage, path: &Path) -> Result<String, EvidenceError> {
+pub fn write_jpeg(img: &RgbImage, path: &Path) -> Result<String, EvidenceError> {
     let err = |why: String| EvidenceError {
         path: path.to_path_buf(),
         why,

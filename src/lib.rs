@@ -5,7 +5,8 @@
 //! The modules follow the data flow:
 //! `source` (decode, sample) -> `detector` -> `tracker` -> `scene` (zones, rules) ->
 //! `incidents` -> `evidence` + `ledger` -> `event` -> `mqtt`; `pipeline` wires one camera's
-//! stages, `app` runs cameras, replays and the demo; `compose` renders test and demo clips.
+//! stages, `app` runs cameras, replays and the demo; `compose` renders test and demo clips; `models` and `trial` serve the
+//! `models` and `detect` commands.
 
 pub mod app;
 pub mod assets;
@@ -17,9 +18,11 @@ pub mod evidence;
 pub mod geometry;
 pub mod incidents;
 pub mod ledger;
+pub mod models;
 pub mod mqtt;
 pub mod pipeline;
 pub mod scene;
 pub mod source;
 pub mod stats;
 pub mod tracker;
+pub mod trial;

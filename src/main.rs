@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use streetwatch::{app, compose, config};
+use streetwatch::{app, compose, config, models};
 
 /// Watches street cameras and reports illegal parking to the command center over MQTT.
 #[derive(Parser, Debug)]
@@ -64,6 +64,41 @@ enum Command {
         #[arg(long, default_value = "out/demo/demo-parking.mp4")]
         clip: PathBuf,
     },
+    /// Try a model on a picture or a clip and print what it finds.
+    Detect {
+        /// Model manifest name (see `streetwatch models list`).
+        #[arg(long)]
+        model: String,
+        /// A picture (jpg, png, ...) or a clip (mp4, ...).
+        #[arg(long)]
+        input: PathBuf,
+        /// For clips: seconds between tried frames.
+        #[arg(long, default_value_t = 1.0)]
+        every: f64,
+        /// Only show detections at or above this score (default: the manifest's thresholds).
+        #[arg(long)]
+        min_score: Option<f32>,
+        /// Print one JSON object per frame.
+        #[arg(long)]
+        json: bool,
+        /// Write the picture with the boxes drawn (clips: one file per frame, named with its time).
+        #[arg(long)]
+        annotate: Option<PathBuf>,
+        /// ONNX Runtime threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Folder of model manifests.
+        #[arg(long)]
+        models_dir: Option<PathBuf>,
+    },
+    /// Model manifests and their weights: list, verify, fetch.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+        /// Folder of model manifests.
+        #[arg(long, global = true)]
+        models_dir: Option<PathBuf>,
+    },
     /// Render a scenario file into a clip and its ground truth (for tests and trials).
     Compose {
         /// Scenario file.
@@ -75,12 +110,32 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum ModelsAction {
+    /// Every manifest with its layout, input size, weights state and license.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check checksums and load each model as the daemon would; exit 1 if any fails.
+    Verify {
+        /// Models to verify (default: all).
+        names: Vec<String>,
+    },
+    /// Put the weights into .cache/assets from $STREETWATCH_ASSETS or the manifest's urls.
+    Fetch {
+        /// Models to fetch (default: all).
+        names: Vec<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its events itself; its log shows only problems unless RUST_LOG asks.
     let default_filter = match cli.command {
-        Command::Demo { .. } => "warn,rumqttd=off",
-        _ => "info,ort=warn,rumqttd=off",
+        Command::Demo { .. } => "warn,ort=error,rumqttd=off",
+        _ => "info,ort=error,rumqttd=off",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -180,6 +235,73 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             scenario,
             clip,
         } => app::demo(&config, &scenario, &clip).map(|_| ExitCode::SUCCESS),
+        Command::Detect {
+            model,
+            input,
+            every,
+            min_score,
+            json,
+            annotate,
+            threads,
+            models_dir,
+        } => {
+            if !(every.is_finite() && every > 0.0) {
+                return Err(anyhow!(
+                    "--every {every}: must be a positive number of seconds"
+                ));
+            }
+            streetwatch::trial::run(&streetwatch::trial::TrialOptions {
+                model,
+                models_dir: models_dir.unwrap_or_else(streetwatch::assets::default_models_dir),
+                input,
+                every_seconds: every,
+                min_score,
+                json,
+                annotate,
+                threads,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models { action, models_dir } => {
+            let dir = models_dir.unwrap_or_else(streetwatch::assets::default_models_dir);
+            let (lines, ok) = match action {
+                ModelsAction::List { json } => {
+                    let entries = models::list(&dir);
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&entries)?);
+                    } else {
+                        println!(
+                            "{:<22} {:<10} {:<9} {:<18} license",
+                            "model", "layout", "input", "weights"
+                        );
+                        for e in &entries {
+                            let state = serde_json::to_value(&e.state)?;
+                            println!(
+                                "{:<22} {:<10} {:<9} {:<18} {}",
+                                e.name,
+                                e.layout,
+                                format!("{}x{}", e.input[0], e.input[1]),
+                                e.error
+                                    .as_ref()
+                                    .map_or(state.as_str().unwrap_or_default(), |_| {
+                                        "manifest error"
+                                    }),
+                                e.error.as_deref().unwrap_or(&e.license)
+                            );
+                        }
+                    }
+                    (Vec::new(), true)
+                }
+                ModelsAction::Verify { names } => models::verify(&dir, &names),
+                ModelsAction::Fetch { names } => models::fetch(&dir, &names),
+            };
+            lines.iter().for_each(|l| println!("{l}"));
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Compose { scenario, out } => {
             let sc = compose::load_scenario(&scenario)?;
             let truth = compose::render(&sc, &out)

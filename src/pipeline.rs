@@ -8,15 +8,24 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::config::{CameraConfig, LoadedConfig};
+use crate::config::{CameraConfig, DetectRegions, LoadedConfig};
+use crate::detector::regions::{zone_regions, Region};
 use crate::detector::{DetectTiming, Detection, Detector};
 use crate::event::{self, EventMessage, Recurrence};
 use crate::evidence::{Annotation, EvidenceStore};
+use crate::geometry::Point;
 use crate::incidents::{EndReason, IncidentBook, IncidentChange, Phase};
 use crate::ledger::Ledger;
-use crate::scene::{Scene, SceneReport};
+use crate::scene::{Scene, SceneReport, ZoneKind};
 use crate::source::Frame;
 use crate::tracker::{Track, Tracker};
+
+/// Context kept around each zone when cropping (fraction of the model input): a vehicle whose
+/// bottom centre is inside the zone may stick out of it.
+const ZONE_MARGIN: f32 = 0.15;
+/// Overlap of neighbouring tiles (fraction of the model input), so an object cut by one tile's
+/// edge is whole in the next.
+const TILE_OVERLAP: f32 = 0.25;
 
 /// A pipeline failure that stops the camera's processing.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +83,8 @@ pub struct CameraPipeline {
     recurrence: HashMap<String, Recurrence>,
     /// Latest evidence of each open incident, repeated in messages that bring none.
     last_evidence: HashMap<String, Vec<event::EvidenceRef>>,
+    /// With zone-focused detection: when the whole frame was last run for context.
+    last_context: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for CameraPipeline {
@@ -113,6 +124,7 @@ impl CameraPipeline {
             ledger,
             recurrence: HashMap::new(),
             last_evidence: HashMap::new(),
+            last_context: None,
         })
     }
 
@@ -145,13 +157,17 @@ impl CameraPipeline {
 
     /// Runs every stage on one frame.
     pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, PipelineError> {
-        let (detections, timing) =
-            self.detector
-                .detect_timed(&frame.image)
-                .map_err(|source| PipelineError::Detector {
-                    camera: self.camera.id.clone(),
-                    source,
-                })?;
+        let detected = match self.camera.detect_regions {
+            DetectRegions::Frame => self.detector.detect_timed(&frame.image),
+            DetectRegions::Zones => {
+                let regions = self.regions(frame);
+                self.detector.detect_regions(&frame.image, &regions)
+            }
+        };
+        let (detections, timing) = detected.map_err(|source| PipelineError::Detector {
+            camera: self.camera.id.clone(),
+            source,
+        })?;
         let tracks = self.tracker.update(frame.time, &detections);
         let (w, h) = frame.image.dimensions();
         let report: SceneReport = self.scene.evaluate(frame.time, &tracks, w, h);
@@ -169,6 +185,36 @@ impl CameraPipeline {
             timing,
             messages,
         })
+    }
+
+    /// The crops to detect in with `detect_regions = "zones"`: tiles over the armed zones, plus
+    /// the whole frame when context is due.
+    fn regions(&mut self, frame: &Frame) -> Vec<Region> {
+        let (w, h) = frame.image.dimensions();
+        let zones: Vec<&[Point]> = self
+            .scene
+            .zones()
+            .iter()
+            .filter(|z| z.enabled && z.config.kind != ZoneKind::Ignore)
+            .map(|z| z.polygon.as_slice())
+            .collect();
+        let mut regions = zone_regions(
+            (w, h),
+            &zones,
+            self.detector.manifest().input.size,
+            ZONE_MARGIN,
+            TILE_OVERLAP,
+        );
+        let every = self.camera.context_every_seconds;
+        let due = every > 0.0
+            && self
+                .last_context
+                .is_none_or(|t| (frame.time - t).num_milliseconds() as f64 >= every * 1000.0 - 1.0);
+        if due || regions.is_empty() {
+            self.last_context = Some(frame.time);
+            regions.push(Region::full(w, h));
+        }
+        regions
     }
 
     /// Ends every open incident (end of clip, shutdown).

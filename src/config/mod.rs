@@ -263,6 +263,14 @@ pub struct CameraConfig {
     /// For file sources: playback speed relative to real time (1.0 = like a live camera, 0 = as fast as possible).
     #[serde(default = "d_pace")]
     pub pace: f64,
+    /// Where the detector looks: the whole frame fitted into the model input, or crops around
+    /// the zones at full resolution (finds small, far vehicles; costs one inference per tile).
+    #[serde(default)]
+    pub detect_regions: DetectRegions,
+    /// With `detect_regions = "zones"`: also run the whole frame this often, for context
+    /// (objects entering from outside the zones); 0 = never.
+    #[serde(default = "d_context_every")]
+    pub context_every_seconds: f64,
     /// For file sources in `run`: start the file again when it ends (demo and test cameras);
     /// stream time keeps going forward across the loops.
     #[serde(default)]
@@ -283,11 +291,26 @@ fn d_detect_every() -> f64 {
 fn d_model() -> String {
     "yolox-nano-coco".into()
 }
+fn d_context_every() -> f64 {
+    10.0
+}
 fn d_pace() -> f64 {
     1.0
 }
 fn d_true() -> bool {
     true
+}
+
+/// Where the detector looks in each sampled frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectRegions {
+    /// The whole frame, resized to the model input.
+    #[default]
+    Frame,
+    /// Crops covering the zones at native resolution, tiled with overlap, plus the whole frame
+    /// every `context_every_seconds`.
+    Zones,
 }
 
 /// Which vehicles a parking zone forbids.

@@ -85,6 +85,12 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         if !(cam.pace.is_finite() && cam.pace >= 0.0) {
             push(at(&[Key("pace")]), "must be 0 or more".into());
         }
+        if !(cam.context_every_seconds.is_finite() && cam.context_every_seconds >= 0.0) {
+            push(
+                at(&[Key("context_every_seconds")]),
+                "must be 0 (never) or more seconds".into(),
+            );
+        }
         if let Some(tz) = &cam.time_zone {
             if tz.parse::<chrono_tz::Tz>().is_err() {
                 push(

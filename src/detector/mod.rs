@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod manifest;
 pub mod preprocess;
+pub mod regions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use crate::geometry::BBox;
 use decode::{OutputInfo, Plan, Tensor};
 use manifest::{InputType, Layout, Manifest, ManifestError, TensorOrder};
+pub use regions::Region;
 
 /// What kind of road user a label is, as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -46,14 +48,14 @@ pub struct Detection {
     pub bbox: BBox,
 }
 
-/// A decoded box before NMS, in model-input pixels.
+/// A decoded box: in model-input pixels out of the decoder, in frame pixels after mapping back.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     /// Class index.
     pub class: usize,
     /// Score.
     pub score: f32,
-    /// Box in input pixels.
+    /// Box.
     pub bbox: BBox,
 }
 
@@ -300,6 +302,56 @@ impl Detector {
         &self,
         img: &RgbImage,
     ) -> Result<(Vec<Detection>, DetectTiming), DetectorError> {
+        let (candidates, timing) = self.candidates(img)?;
+        Ok((self.detections(candidates, img.dimensions()), timing))
+    }
+
+    /// Detects objects in `regions` of a full-resolution frame (each cropped and run at native
+    /// scale) and merges them in frame pixels; timings add up over the regions.
+    pub fn detect_regions(
+        &self,
+        img: &RgbImage,
+        regions: &[Region],
+    ) -> Result<(Vec<Detection>, DetectTiming), DetectorError> {
+        let mut all = Vec::new();
+        let mut timing = DetectTiming::default();
+        for r in regions {
+            let full = (r.x, r.y, r.w, r.h) == (0, 0, img.width(), img.height());
+            let (found, t) = if full {
+                self.candidates(img)?
+            } else {
+                let crop = image::imageops::crop_imm(img, r.x, r.y, r.w, r.h).to_image();
+                self.candidates(&crop)?
+            };
+            timing.preprocess += t.preprocess;
+            timing.inference += t.inference;
+            timing.postprocess += t.postprocess;
+            let (dx, dy) = (r.x as f32, r.y as f32);
+            all.extend(found.into_iter().map(|c| {
+                let bbox = BBox::new(
+                    c.bbox.x1 + dx,
+                    c.bbox.y1 + dy,
+                    c.bbox.x2 + dx,
+                    c.bbox.y2 + dy,
+                );
+                regions::Found {
+                    candidate: Candidate { bbox, ..c },
+                    cut: r.cuts(&bbox, img.dimensions()),
+                }
+            }));
+        }
+        let t = Instant::now();
+        let merged = if regions.len() > 1 {
+            regions::merge(all, self.manifest.nms_iou)
+        } else {
+            all.into_iter().map(|f| f.candidate).collect()
+        };
+        timing.postprocess += t.elapsed();
+        Ok((self.detections(merged, img.dimensions()), timing))
+    }
+
+    /// Candidates in frame pixels (after NMS where the layout needs it).
+    fn candidates(&self, img: &RgbImage) -> Result<(Vec<Candidate>, DetectTiming), DetectorError> {
         let mut timing = DetectTiming::default();
         let t0 = Instant::now();
         let mut input = Vec::new();
@@ -323,18 +375,25 @@ impl Detector {
             candidates = nms(candidates, self.manifest.nms_iou);
         }
         let (w, h) = img.dimensions();
-        let detections = candidates
+        for c in &mut candidates {
+            c.bbox = transform.to_frame(c.bbox).clamp(w as f32, h as f32);
+        }
+        timing.postprocess = t2.elapsed();
+        Ok((candidates, timing))
+    }
+
+    fn detections(&self, candidates: Vec<Candidate>, (w, h): (u32, u32)) -> Vec<Detection> {
+        candidates
             .into_iter()
+            .filter(|c| c.class < self.labels.len())
             .map(|c| Detection {
                 class_id: c.class,
                 label: self.labels[c.class].clone(),
                 class: self.classes[c.class],
                 score: c.score,
-                bbox: transform.to_frame(c.bbox).clamp(w as f32, h as f32),
+                bbox: c.bbox.clamp(w as f32, h as f32),
             })
-            .collect();
-        timing.postprocess = t2.elapsed();
-        Ok((detections, timing))
+            .collect()
     }
 }
 

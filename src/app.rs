@@ -27,10 +27,10 @@ pub fn load_detectors(loaded: &LoadedConfig) -> HashMap<String, Result<Arc<Detec
     let mut out = HashMap::new();
     for cam in loaded.config.cameras.iter().filter(|c| c.enabled) {
         out.entry(cam.model.clone()).or_insert_with(|| {
-            Detector::load(
+            Detector::load_with(
                 &loaded.models_dir(),
                 &cam.model,
-                loaded.config.detector.threads,
+                &loaded.config.detector.runtime(),
             )
             .map(Arc::new)
             .map_err(|e| e.to_string())
@@ -331,10 +331,10 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         None => clip_start_time(&opts.input)?,
     };
     let detector = Arc::new(
-        Detector::load(
+        Detector::load_with(
             &loaded.models_dir(),
             &cam.model,
-            loaded.config.detector.threads,
+            &loaded.config.detector.runtime(),
         )
         .with_context(|| format!("camera {}", cam.id))?,
     );

@@ -87,6 +87,9 @@ enum Command {
         /// ONNX Runtime threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Execution provider to try (cpu, cuda, tensorrt, openvino); repeat for a fallback order.
+        #[arg(long = "provider", value_parser = parse_provider)]
+        providers: Vec<streetwatch::detector::Provider>,
         /// Folder of model manifests.
         #[arg(long)]
         models_dir: Option<PathBuf>,
@@ -128,6 +131,11 @@ enum ModelsAction {
         /// Models to fetch (default: all).
         names: Vec<String>,
     },
+}
+
+fn parse_provider(s: &str) -> Result<streetwatch::detector::Provider, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_lowercase()))
+        .map_err(|_| format!("unknown provider {s:?}: use cpu, cuda, tensorrt or openvino"))
 }
 
 fn main() -> ExitCode {
@@ -243,6 +251,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             json,
             annotate,
             threads,
+            providers,
             models_dir,
         } => {
             if !(every.is_finite() && every > 0.0) {
@@ -258,7 +267,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 min_score,
                 json,
                 annotate,
-                threads,
+                runtime: streetwatch::detector::RuntimeOptions {
+                    threads,
+                    sessions: 1,
+                    providers: if providers.is_empty() {
+                        vec![streetwatch::detector::Provider::Cpu]
+                    } else {
+                        providers
+                    },
+                },
             })?;
             Ok(ExitCode::SUCCESS)
         }

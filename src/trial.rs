@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
-use crate::detector::{Detection, Detector};
+use crate::detector::{Detection, Detector, RuntimeOptions};
 use crate::evidence::{self, Marker, BOX_COLOR};
 use crate::source::{Sampler, VideoDecoder};
 
@@ -27,8 +27,8 @@ pub struct TrialOptions {
     pub json: bool,
     /// Write the annotated picture here (clips: one file per frame, suffixed with its time).
     pub annotate: Option<PathBuf>,
-    /// ONNX Runtime threads.
-    pub threads: usize,
+    /// Threads, providers.
+    pub runtime: RuntimeOptions,
 }
 
 /// The detections on one picture or clip frame.
@@ -60,7 +60,7 @@ pub fn run(opts: &TrialOptions) -> Result<Vec<FrameResult>> {
     if !opts.input.is_file() {
         return Err(anyhow!("{}: no such file", opts.input.display()));
     }
-    let det = Detector::load(&opts.models_dir, &opts.model, opts.threads)?;
+    let det = Detector::load_with(&opts.models_dir, &opts.model, &opts.runtime)?;
     let marker = opts.annotate.as_ref().map(|_| Marker::load());
     let mut results = Vec::new();
     let mut each = |time: f64, img: &image::RgbImage, suffix: bool| -> Result<()> {

@@ -159,3 +159,34 @@ fn auto_layout_picks_the_same_decoders() {
         assert_eq!(det.layout(), layout, "{name}");
     }
 }
+
+#[test]
+fn unavailable_providers_fall_back_to_cpu() {
+    use streetwatch::detector::{Provider, RuntimeOptions};
+    // The ONNX Runtime of the PyPI CPU wheel has no CUDA, TensorRT or OpenVINO.
+    let runtime = RuntimeOptions {
+        threads: 1,
+        sessions: 2,
+        providers: vec![
+            Provider::Tensorrt,
+            Provider::Cuda,
+            Provider::Openvino,
+            Provider::Cpu,
+        ],
+    };
+    let det = Detector::load_with(Path::new("models"), "yolox-nano-coco", &runtime).unwrap();
+    assert_eq!(det.provider(), Provider::Cpu);
+    // Two cameras sharing the pool at once get the same answers as one alone.
+    let g = &golden()["yolox_nano"]["image"];
+    let img = image::open(streetwatch::assets::find(g["path"].as_str().unwrap()).unwrap())
+        .unwrap()
+        .to_rgb8();
+    let alone = det.detect(&img).unwrap();
+    let together: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| det.detect(&img).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(together.iter().all(|d| *d == alone));
+}

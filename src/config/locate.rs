@@ -52,6 +52,122 @@ impl<'a> Locator<'a> {
         let message = format!("{}: {message}", render_path(path));
         self.error_at(offset, message)
     }
+
+    /// The config path (`cameras[0].zones[1].dwell_seconds`) of the deepest key, value or table
+    /// header at a byte offset, for errors that come with a position but no path (type errors
+    /// and unknown fields found while deserializing).
+    pub(super) fn path_at(&self, offset: usize) -> Option<String> {
+        let doc = self.doc.as_ref()?;
+        let mut best: Option<Vec<OwnedSeg>> = None;
+        let root = doc.as_item().as_table()?;
+        find_in_table(root, offset, &mut Vec::new(), &mut best);
+        best.filter(|p| !p.is_empty()).map(|p| render_owned(&p))
+    }
+}
+
+/// A path step with an owned key (keys of an unknown field are not `'static`).
+#[derive(Debug, Clone)]
+enum OwnedSeg {
+    Key(String),
+    Index(usize),
+}
+
+fn render_owned(path: &[OwnedSeg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            OwnedSeg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            OwnedSeg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn covers(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
+}
+
+/// Keeps `path` as the answer if it is deeper than the best so far.
+fn consider(path: &[OwnedSeg], best: &mut Option<Vec<OwnedSeg>>) {
+    if best.as_ref().is_none_or(|b| path.len() > b.len()) {
+        *best = Some(path.to_vec());
+    }
+}
+
+fn find_in_table(
+    t: &toml_edit::Table,
+    offset: usize,
+    path: &mut Vec<OwnedSeg>,
+    best: &mut Option<Vec<OwnedSeg>>,
+) {
+    if covers(t.span(), offset) {
+        consider(path, best);
+    }
+    for (k, item) in t.iter() {
+        path.push(OwnedSeg::Key(k.to_string()));
+        if covers(t.key(k).and_then(|k| k.span()), offset) {
+            consider(path, best);
+        }
+        find_in_item(item, offset, path, best);
+        path.pop();
+    }
+}
+
+fn find_in_item(
+    item: &Item,
+    offset: usize,
+    path: &mut Vec<OwnedSeg>,
+    best: &mut Option<Vec<OwnedSeg>>,
+) {
+    match item {
+        Item::Table(t) => find_in_table(t, offset, path, best),
+        Item::ArrayOfTables(a) => {
+            for (i, t) in a.iter().enumerate() {
+                path.push(OwnedSeg::Index(i));
+                find_in_table(t, offset, path, best);
+                path.pop();
+            }
+        }
+        Item::Value(v) => find_in_value(v, offset, path, best),
+        Item::None => {}
+    }
+}
+
+fn find_in_value(
+    v: &Value,
+    offset: usize,
+    path: &mut Vec<OwnedSeg>,
+    best: &mut Option<Vec<OwnedSeg>>,
+) {
+    if !covers(v.span(), offset) {
+        return;
+    }
+    consider(path, best);
+    match v {
+        Value::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                path.push(OwnedSeg::Index(i));
+                find_in_value(e, offset, path, best);
+                path.pop();
+            }
+        }
+        Value::InlineTable(t) => {
+            for (k, e) in t.iter() {
+                path.push(OwnedSeg::Key(k.to_string()));
+                if covers(t.key(k).and_then(|k| k.span()), offset) {
+                    consider(path, best);
+                }
+                find_in_value(e, offset, path, best);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `cameras[1].zones[0].polygon`

@@ -15,6 +15,8 @@ use crate::scene::ZoneKind;
 
 pub use locate::PathSeg;
 
+use crate::detector::{Provider, RuntimeOptions};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +118,14 @@ pub struct DetectorConfig {
     pub threads: usize,
     /// Folder with model manifests (`*.toml`); default `models/` beside the working directory.
     pub models_dir: Option<PathBuf>,
+    /// Execution providers to try, in order (`cpu`, `cuda`, `tensorrt`, `openvino`); the first
+    /// that ONNX Runtime can start runs the model, CPU is always the last resort.
+    #[serde(default = "default_providers")]
+    pub execution_providers: Vec<Provider>,
+    /// ONNX Runtime sessions per model, shared by the cameras using it: how many inferences of
+    /// one model may run at the same time.
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
 }
 
 impl Default for DetectorConfig {
@@ -123,8 +133,29 @@ impl Default for DetectorConfig {
         Self {
             threads: default_threads(),
             models_dir: None,
+            execution_providers: default_providers(),
+            sessions: default_sessions(),
         }
     }
+}
+
+impl DetectorConfig {
+    /// How ONNX Runtime sessions are made for this config.
+    pub fn runtime(&self) -> RuntimeOptions {
+        RuntimeOptions {
+            threads: self.threads,
+            sessions: self.sessions,
+            providers: self.execution_providers.clone(),
+        }
+    }
+}
+
+fn default_providers() -> Vec<Provider> {
+    vec![Provider::Cpu]
+}
+
+fn default_sessions() -> usize {
+    1
 }
 
 fn default_threads() -> usize {
@@ -495,9 +526,13 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     let locator = locate::Locator::new(path, text);
     let config: Config = toml_edit::de::from_str(text).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
-        ConfigErrors(vec![
-            locator.error_at(offset, e.message().trim().to_string())
-        ])
+        let message = explain(e.message().trim());
+        // Name the field, as the semantic checks do: serde's message alone does not say which.
+        let message = match locator.path_at(offset) {
+            Some(path) => format!("{path}: {message}"),
+            None => message,
+        };
+        ConfigErrors(vec![locator.error_at(offset, message)])
     })?;
     let loaded = LoadedConfig {
         config,
@@ -514,4 +549,59 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
         errors.sort_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(errors))
     }
+}
+
+/// Words a serde message in the operator's terms: Rust type names become what to write, and an
+/// unknown field or value close to an expected one gets a "did you mean".
+fn explain(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, plain) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+    ] {
+        if let Some(head) = out.strip_suffix(rust) {
+            out = format!("{head}{plain}");
+        }
+    }
+    if out.starts_with("unknown field `") || out.starts_with("unknown variant `") {
+        if let Some((given, expected)) = out.split_once(", expected") {
+            let ticked = |s: &str| -> Vec<String> {
+                s.split('`').skip(1).step_by(2).map(String::from).collect()
+            };
+            let given = ticked(given).into_iter().next().unwrap_or_default();
+            let closest = ticked(expected)
+                .into_iter()
+                .map(|c| (edit_distance(&given, &c), c))
+                .min_by_key(|(d, _)| *d);
+            if let Some((d, c)) = closest {
+                if d > 0 && d <= 2 {
+                    out.push_str(&format!("; did you mean `{c}`?"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }

@@ -36,6 +36,12 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             "must be at least 1".into(),
         );
     }
+    if cfg.detector.sessions == 0 {
+        push(
+            vec![Key("detector"), Key("sessions")],
+            "must be at least 1".into(),
+        );
+    }
     if let Err(why) = check_writable(&loaded.storage_dir()) {
         push(
             vec![Key("storage"), Key("dir")],

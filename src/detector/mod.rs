@@ -3,9 +3,11 @@
 pub mod decode;
 pub mod manifest;
 pub mod preprocess;
+mod providers;
 pub mod regions;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -89,7 +91,44 @@ pub enum DetectorError {
     },
 }
 
-/// A loaded model, shareable between cameras (inference is serialized on one session).
+/// An ONNX Runtime execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// The CPU (always available).
+    Cpu,
+    /// NVIDIA CUDA.
+    Cuda,
+    /// NVIDIA TensorRT.
+    Tensorrt,
+    /// Intel OpenVINO.
+    Openvino,
+}
+
+/// How sessions are made: threads, pool size, providers in order of preference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeOptions {
+    /// Intra-op threads per session.
+    pub threads: usize,
+    /// Sessions in the pool.
+    pub sessions: usize,
+    /// Providers to try in order.
+    pub providers: Vec<Provider>,
+}
+
+impl RuntimeOptions {
+    /// One CPU session with `threads` threads.
+    pub fn cpu(threads: usize) -> Self {
+        Self {
+            threads,
+            sessions: 1,
+            providers: vec![Provider::Cpu],
+        }
+    }
+}
+
+/// A loaded model, shareable between cameras: a small pool of sessions, each used by one
+/// inference at a time.
 pub struct Detector {
     manifest: Manifest,
     labels: Vec<String>,
@@ -97,7 +136,9 @@ pub struct Detector {
     input_name: String,
     outputs: Vec<OutputInfo>,
     plan: Plan,
-    session: Mutex<Session>,
+    sessions: Vec<Mutex<Session>>,
+    next_session: AtomicUsize,
+    provider: Provider,
 }
 
 impl std::fmt::Debug for Detector {
@@ -110,18 +151,36 @@ impl std::fmt::Debug for Detector {
 }
 
 impl Detector {
-    /// Loads `{models_dir}/{name}.toml` and its weights with `threads` intra-op threads.
+    /// Loads `{models_dir}/{name}.toml` and its weights on one CPU session with `threads` threads.
     pub fn load(models_dir: &Path, name: &str, threads: usize) -> Result<Self, DetectorError> {
-        let manifest_path = models_dir.join(format!("{name}.toml"));
-        let manifest = Manifest::load(&manifest_path)?;
-        Self::from_manifest(manifest, &manifest_path, threads)
+        Self::load_with(models_dir, name, &RuntimeOptions::cpu(threads))
     }
 
-    /// Loads a model from a parsed manifest.
+    /// Loads `{models_dir}/{name}.toml` with the given runtime options.
+    pub fn load_with(
+        models_dir: &Path,
+        name: &str,
+        runtime: &RuntimeOptions,
+    ) -> Result<Self, DetectorError> {
+        let manifest_path = models_dir.join(format!("{name}.toml"));
+        let manifest = Manifest::load(&manifest_path)?;
+        Self::from_manifest_with(manifest, &manifest_path, runtime)
+    }
+
+    /// Loads a model from a parsed manifest on one CPU session.
     pub fn from_manifest(
         manifest: Manifest,
         manifest_path: &Path,
         threads: usize,
+    ) -> Result<Self, DetectorError> {
+        Self::from_manifest_with(manifest, manifest_path, &RuntimeOptions::cpu(threads))
+    }
+
+    /// Loads a model from a parsed manifest with the given runtime options.
+    pub fn from_manifest_with(
+        manifest: Manifest,
+        manifest_path: &Path,
+        options: &RuntimeOptions,
     ) -> Result<Self, DetectorError> {
         let env = crate::assets::init_runtime()?;
         let field = |field: &'static str, why: String| -> DetectorError {
@@ -139,12 +198,26 @@ impl Detector {
             why,
         };
         let load_err = |e: String| runtime(format!("cannot load {}: {e}", weights.display()));
-        let session = Session::builder(env)
-            .map_err(|e| load_err(e.to_string()))?
-            .with_intra_threads(threads.max(1))
-            .map_err(|e| load_err(e.to_string()))?
-            .commit_from_file(&weights)
-            .map_err(|e| load_err(e.to_string()))?;
+        let mut provider = Provider::Cpu;
+        let mut sessions = Vec::new();
+        for i in 0..options.sessions.max(1) {
+            let mut builder = Session::builder(env)
+                .map_err(|e| load_err(e.to_string()))?
+                .with_intra_threads(options.threads.max(1))
+                .map_err(|e| load_err(e.to_string()))?;
+            let chosen = providers::register(&mut builder, &options.providers);
+            if i == 0 {
+                provider = chosen.provider;
+                tracing::info!(model = %manifest.name, "runs on {}", chosen.describe());
+            }
+            let session = builder
+                .commit_from_file(&weights)
+                .map_err(|e| load_err(e.to_string()))?;
+            sessions.push(Mutex::new(session));
+        }
+        let session = sessions[0]
+            .lock()
+            .map_err(|_| runtime("session poisoned while loading".into()))?;
         let inputs: Vec<String> = session
             .inputs()
             .iter()
@@ -211,6 +284,7 @@ impl Detector {
                 }
             })
             .collect();
+        drop(session);
         Ok(Self {
             manifest,
             labels,
@@ -218,7 +292,9 @@ impl Detector {
             input_name,
             outputs,
             plan,
-            session: Mutex::new(session),
+            sessions,
+            next_session: AtomicUsize::new(0),
+            provider,
         })
     }
 
@@ -230,6 +306,28 @@ impl Detector {
     /// The labels.
     pub fn labels(&self) -> &[String] {
         &self.labels
+    }
+
+    /// The execution provider the model runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// A session nobody is using, else the next one in turn (waiting for it).
+    fn free_session(
+        &self,
+    ) -> Result<
+        std::sync::MutexGuard<'_, Session>,
+        std::sync::PoisonError<std::sync::MutexGuard<'_, Session>>,
+    > {
+        let n = self.sessions.len();
+        let start = self.next_session.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            if let Ok(s) = self.sessions[(start + k) % n].try_lock() {
+                return Ok(s);
+            }
+        }
+        self.sessions[start % n].lock()
     }
 
     /// The layout the outputs are decoded with (resolved when the manifest says `auto`).
@@ -252,8 +350,7 @@ impl Detector {
             TensorOrder::Nhwc => [1usize, ih, iw, 3],
         };
         let mut session = self
-            .session
-            .lock()
+            .free_session()
             .map_err(|_| runtime("a previous inference panicked".into()))?;
         let bytes: Vec<u8>;
         let outputs = match spec.dtype {

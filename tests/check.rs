@@ -1,0 +1,650 @@
+//! `streetwatch check` and `run` on good and bad configs, through the real binary.
+//!
+//! Each bad config is the valid one below with one thing broken. The expected `FILE:LINE:COL`
+//! is computed from the text actually written (where the broken value sits in it), never
+//! counted by hand, so the configs can be edited freely. Also: the event message JSON Schema,
+//! and the annotated city example in `configs/`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use streetwatch::config::{CameraConfig, Config, IncidentConfig};
+use streetwatch::event::{self, EventMessage, EvidenceRef, Recurrence};
+use streetwatch::geometry::BBox;
+use streetwatch::incidents::{EndReason, IncidentBook, Phase};
+use streetwatch::scene::{EventKind, SceneReport, Violation};
+
+const BIN: &str = env!("CARGO_BIN_EXE_streetwatch");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A complete, valid config: one camera with a no-parking zone. `@STORAGE@` becomes a folder in
+/// the test's temporary directory.
+const VALID: &str = r#"# streetwatch check: the valid config every bad case starts from
+[node]
+id = "test-node"
+time_zone = "Asia/Shanghai"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[storage]
+dir = "@STORAGE@"
+
+[[cameras]]
+id = "cam-jiefang-01"
+name = "解放路东口"
+url = "rtsp://user:pass@10.0.0.5:554/Streaming/Channels/102"
+model = "yolox-nano-coco"
+
+  [[cameras.zones]]
+  id = "east-no-parking"
+  name = "解放路东口南侧人行道"
+  kind = "no_parking"
+  polygon = [[0.10, 0.55], [0.45, 0.55], [0.45, 0.95], [0.10, 0.95]]
+  dwell_seconds = 180
+  schedule = ["mon-fri 07:00-21:00"]
+  grid = "第八网格"
+  responsible_unit = "解放路街道城管中队"
+"#;
+
+/// The valid config's polygon, to replace in the geometry cases.
+const POLYGON: &str = "[[0.10, 0.55], [0.45, 0.55], [0.45, 0.95], [0.10, 0.95]]";
+
+/// One config file in its own temporary directory.
+struct Case {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+    text: String,
+}
+
+impl Case {
+    /// `VALID` with `from` replaced by `to` (which must occur exactly once).
+    fn edit(from: &str, to: &str) -> Self {
+        assert_eq!(VALID.matches(from).count(), 1, "{from:?} must occur once");
+        Self::new(&VALID.replacen(from, to, 1))
+    }
+
+    /// Writes `text` (with `@STORAGE@` filled in) as `city.toml`.
+    fn new(text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("data");
+        let text = text.replace("@STORAGE@", &storage.display().to_string());
+        let file = dir.path().join("city.toml");
+        std::fs::write(&file, &text).unwrap();
+        Self { dir, file, text }
+    }
+
+    /// 1-based line and column (in characters) of the `n`th (0-based) occurrence of `needle`.
+    fn nth(&self, needle: &str, n: usize) -> (usize, usize) {
+        let (offset, _) = self
+            .text
+            .match_indices(needle)
+            .nth(n)
+            .unwrap_or_else(|| panic!("{needle:?} occurs fewer than {} times", n + 1));
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    /// Position of `needle`, which must occur exactly once.
+    fn at(&self, needle: &str) -> (usize, usize) {
+        assert_eq!(
+            self.text.matches(needle).count(),
+            1,
+            "{needle:?} must occur once in\n{}",
+            self.text
+        );
+        self.nth(needle, 0)
+    }
+
+    /// Position just after `prefix` (which must occur once): where a value written after it starts.
+    fn after(&self, prefix: &str) -> (usize, usize) {
+        let (line, col) = self.at(prefix);
+        (line, col + prefix.chars().count())
+    }
+
+    /// `streetwatch check --config FILE`.
+    fn check(&self) -> Outcome {
+        Outcome::of(
+            streetwatch(&["check", "--config"], &self.file)
+                .output()
+                .unwrap(),
+            &self.file,
+        )
+    }
+}
+
+/// The binary with the repository's model manifests (found the way `make setup` users run it,
+/// but independent of the test's working directory).
+fn streetwatch(args: &[&str], config: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg(config)
+        .env("STREETWATCH_MODELS", Path::new(ROOT).join("models"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Exit code and output of one run.
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    file: PathBuf,
+}
+
+impl Outcome {
+    fn of(out: Output, file: &Path) -> Self {
+        Self {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            file: file.to_path_buf(),
+        }
+    }
+
+    /// Exit code 2 and a line `FILE:LINE:COL: FIELD: ...` containing every one of `words`.
+    fn assert_error(&self, (line, col): (usize, usize), field: &str, words: &[&str]) {
+        assert_eq!(
+            self.code,
+            Some(2),
+            "expected exit code 2\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        let head = format!("{}:{line}:{col}: {field}: ", self.file.display());
+        let found = self
+            .stderr
+            .lines()
+            .find(|l| l.starts_with(&head))
+            .unwrap_or_else(|| {
+                panic!("no line starting with {head:?} in stderr:\n{}", self.stderr)
+            });
+        for w in words {
+            assert!(found.contains(w), "{w:?} missing from {found:?}");
+        }
+    }
+}
+
+#[test]
+fn valid_config_passes() {
+    let case = Case::new(VALID);
+    let out = case.check();
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("ok (1 camera(s), 1 zone(s))"),
+        "{}",
+        out.stdout
+    );
+    // check created the storage folder it was asked to verify.
+    assert!(case.dir.path().join("data").is_dir());
+}
+
+#[test]
+fn unknown_field_is_named_with_a_suggestion() {
+    let case = Case::edit("dwell_seconds = 180", "dwel_seconds = 180");
+    case.check().assert_error(
+        case.at("dwel_seconds"),
+        "cameras[0].zones[0].dwel_seconds",
+        &[
+            "unknown field `dwel_seconds`",
+            "did you mean `dwell_seconds`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_field_in_a_section() {
+    let case = Case::edit("[mqtt]\n", "[mqtt]\ntopic_prefx = \"city\"\n");
+    case.check().assert_error(
+        case.at("topic_prefx"),
+        "mqtt.topic_prefx",
+        &["unknown field", "did you mean `topic_prefix`?"],
+    );
+}
+
+#[test]
+fn wrong_type_names_the_field_and_what_to_write() {
+    let case = Case::edit("dwell_seconds = 180", "dwell_seconds = \"3 minutes\"");
+    case.check().assert_error(
+        case.at("\"3 minutes\""),
+        "cameras[0].zones[0].dwell_seconds",
+        &["invalid type: string \"3 minutes\"", "expected a number"],
+    );
+}
+
+#[test]
+fn unknown_zone_kind_suggests_the_right_one() {
+    let case = Case::edit("kind = \"no_parking\"", "kind = \"no-parking\"");
+    case.check().assert_error(
+        case.at("\"no-parking\""),
+        "cameras[0].zones[0].kind",
+        &["unknown variant `no-parking`", "did you mean `no_parking`?"],
+    );
+}
+
+#[test]
+fn missing_required_field_names_its_table() {
+    let case = Case::edit(&format!("  polygon = {POLYGON}\n"), "");
+    case.check().assert_error(
+        case.at("[[cameras.zones]]"),
+        "cameras[0].zones[0]",
+        &["missing field `polygon`"],
+    );
+}
+
+#[test]
+fn polygon_needs_three_points() {
+    let case = Case::edit(POLYGON, "[[0.10, 0.55], [0.45, 0.55]]");
+    case.check().assert_error(
+        case.after("polygon = "),
+        "cameras[0].zones[0].polygon",
+        &["at least 3 points", "has 2"],
+    );
+}
+
+#[test]
+fn polygon_point_outside_the_frame() {
+    let case = Case::edit(
+        POLYGON,
+        "[[0.10, 0.55], [1.45, 0.55], [0.45, 0.95], [0.10, 0.95]]",
+    );
+    case.check().assert_error(
+        case.at("[1.45, 0.55]"),
+        "cameras[0].zones[0].polygon[1]",
+        &["[1.45, 0.55]", "outside the frame", "0..1"],
+    );
+}
+
+#[test]
+fn polygon_must_not_cross_itself() {
+    // A bow-tie: the second and third corners swapped.
+    let case = Case::edit(
+        POLYGON,
+        "[[0.10, 0.55], [0.45, 0.95], [0.45, 0.55], [0.10, 0.95]]",
+    );
+    case.check().assert_error(
+        case.after("polygon = "),
+        "cameras[0].zones[0].polygon",
+        &["crosses itself", "reorder the points"],
+    );
+}
+
+#[test]
+fn unknown_model_lists_the_available_ones() {
+    let case = Case::edit("model = \"yolox-nano-coco\"", "model = \"yolox-huge\"");
+    let out = case.check();
+    let mut available: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("models"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "toml")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    available.sort();
+    assert!(available.contains(&"yolox-nano-coco".to_string()));
+    let listed = format!("available: {}", available.join(", "));
+    out.assert_error(
+        case.at("\"yolox-huge\""),
+        "cameras[0].model",
+        &["unknown model \"yolox-huge\"", &listed],
+    );
+}
+
+#[test]
+fn duplicate_camera_id() {
+    let second = r#"
+[[cameras]]
+id = "cam-jiefang-01"
+name = "解放路西口"
+url = "rtsp://user:pass@10.0.0.6:554/Streaming/Channels/102"
+"#;
+    let case = Case::new(&format!("{VALID}{second}"));
+    case.check().assert_error(
+        case.nth("\"cam-jiefang-01\"", 1),
+        "cameras[1].id",
+        &["duplicate camera id \"cam-jiefang-01\""],
+    );
+}
+
+#[test]
+fn duplicate_zone_id_within_a_camera() {
+    let second = r#"
+  [[cameras.zones]]
+  id = "east-no-parking"
+  kind = "ignore"
+  polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.3], [0.0, 0.3]]
+"#;
+    let case = Case::new(&format!("{VALID}{second}"));
+    case.check().assert_error(
+        case.nth("\"east-no-parking\"", 1),
+        "cameras[0].zones[1].id",
+        &["duplicate zone id \"east-no-parking\"", "cam-jiefang-01"],
+    );
+}
+
+#[test]
+fn same_zone_id_on_two_cameras_is_fine() {
+    let second = r#"
+[[cameras]]
+id = "cam-jiefang-02"
+url = "rtsp://user:pass@10.0.0.6:554/Streaming/Channels/102"
+
+  [[cameras.zones]]
+  id = "east-no-parking"
+  kind = "no_parking"
+  polygon = [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9], [0.1, 0.9]]
+"#;
+    let case = Case::new(&format!("{VALID}{second}"));
+    let out = case.check();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn bad_schedules_are_each_reported_in_place() {
+    let case = Case::edit(
+        "schedule = [\"mon-fri 07:00-21:00\"]",
+        "schedule = [\"mon-fry 07:00-21:00\", \"sat,sun\", \"daily 25:00-26:00\"]",
+    );
+    let out = case.check();
+    out.assert_error(
+        case.at("\"mon-fry"),
+        "cameras[0].zones[0].schedule[0]",
+        &[
+            "bad schedule \"mon-fry 07:00-21:00\"",
+            "unknown day \"fry\"",
+        ],
+    );
+    out.assert_error(
+        case.at("\"daily 25"),
+        "cameras[0].zones[0].schedule[2]",
+        &[
+            "bad schedule \"daily 25:00-26:00\"",
+            "\"25:00\" is not a time of day",
+        ],
+    );
+    // The good entry between them is not reported, and the errors come in file order.
+    assert_eq!(out.stderr.lines().count(), 2, "{}", out.stderr);
+    assert!(out.stderr.find("schedule[0]") < out.stderr.find("schedule[2]"));
+}
+
+#[test]
+fn storage_dir_that_cannot_be_created() {
+    // Tests run as root, so permissions would not stop them: a path under a regular file can
+    // never become a folder.
+    let outer = tempfile::tempdir().unwrap();
+    let blocker = outer.path().join("not-a-dir");
+    std::fs::write(&blocker, b"a file").unwrap();
+    let bad = blocker.join("data");
+    let case = Case::new(&VALID.replace("@STORAGE@", &bad.display().to_string()));
+    case.check().assert_error(
+        case.after("dir = "),
+        "storage.dir",
+        &[&bad.display().to_string(), "not writable"],
+    );
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let case = Case::new(
+        &VALID
+            .replace("model = \"yolox-nano-coco\"", "model = \"yolox-huge\"")
+            .replace(POLYGON, "[[0.10, 0.55], [0.45, 0.55]]"),
+    );
+    let out = case.check();
+    out.assert_error(
+        case.at("\"yolox-huge\""),
+        "cameras[0].model",
+        &["unknown model"],
+    );
+    out.assert_error(
+        case.after("polygon = "),
+        "cameras[0].zones[0].polygon",
+        &["at least 3 points"],
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_before_connecting() {
+    // A broker address that records whether anyone tried to connect.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let case = Case::new(
+        &VALID
+            .replace("mqtt://127.0.0.1:1883", &format!("mqtt://127.0.0.1:{port}"))
+            .replace(
+                POLYGON,
+                "[[0.10, 0.55], [0.45, 0.95], [0.45, 0.55], [0.10, 0.95]]",
+            ),
+    );
+    let checked = case.check();
+    checked.assert_error(
+        case.after("polygon = "),
+        "cameras[0].zones[0].polygon",
+        &["crosses itself"],
+    );
+
+    let mut child = streetwatch(&["run", "--config"], &case.file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`run` accepted a bad config and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ran = Outcome::of(child.wait_with_output().unwrap(), &case.file);
+    ran.assert_error(
+        case.after("polygon = "),
+        "cameras[0].zones[0].polygon",
+        &["crosses itself"],
+    );
+    assert_eq!(ran.stderr, checked.stderr, "run and check word it the same");
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "`run` connected to the broker despite the bad config"
+    );
+}
+
+#[test]
+fn example_city_config_passes() {
+    // The example's storage dir is relative to the file ("../data/example-city", git-ignored).
+    let file = Path::new(ROOT).join("configs/example-city.toml");
+    let out = Outcome::of(
+        streetwatch(&["check", "--config"], &file).output().unwrap(),
+        &file,
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    // Its own parse agrees: several cameras, an ignore zone, an overnight schedule.
+    let loaded = streetwatch::config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let cams = &loaded.config.cameras;
+    assert!(cams.len() >= 3, "a district has several cameras");
+    let zones = || cams.iter().flat_map(|c| &c.zones);
+    assert!(zones().any(|z| z.kind == streetwatch::scene::ZoneKind::Ignore));
+    assert!(zones().any(|z| z.schedule.iter().any(|s| is_overnight(s))));
+    // Every watched zone says whose it is (ignore zones raise nothing, so need no owner).
+    assert!(
+        zones().all(|z| z.kind == streetwatch::scene::ZoneKind::Ignore
+            || (!z.grid.is_empty() && !z.responsible_unit.is_empty()))
+    );
+}
+
+/// Whether a schedule entry's time range wraps past midnight (`22:00-06:00`).
+fn is_overnight(entry: &str) -> bool {
+    entry
+        .split_whitespace()
+        .find_map(|t| t.split_once('-').filter(|(a, _)| a.contains(':')))
+        .is_some_and(|(a, b)| b != "24:00" && b <= a)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The event message schema.
+
+fn schema() -> Value {
+    let path = Path::new(ROOT).join("docs/schema/event.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A `new` and an `end` message built by the crate itself from an incident, the way the
+/// pipeline builds them.
+fn real_messages() -> Vec<EventMessage> {
+    let config: Config = toml_edit::de::from_str(&VALID.replace("@STORAGE@", "/unused")).unwrap();
+    let camera: &CameraConfig = &config.cameras[0];
+    let zone = &camera.zones[0];
+    let tz = chrono_tz::Asia::Shanghai;
+    let mut book = IncidentBook::new(&camera.id, IncidentConfig::default());
+    let since = t("2026-11-22T09:14:03.200+08:00");
+    let now = t("2026-11-22T09:17:10.000+08:00");
+    let report = SceneReport {
+        violations: vec![Violation {
+            zone_id: zone.id.clone(),
+            kind: EventKind::IllegalParking,
+            track_id: 17,
+            label: "car".into(),
+            score: 0.8123,
+            bbox: BBox::new(0.41, 0.52, 0.58, 1.0),
+            since,
+            seen_now: true,
+        }],
+        armed: vec![zone.id.clone()],
+    };
+    let changes = book.step(now, &report, &|_| zone.dwell_seconds);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].phase, Phase::New);
+    let evidence = ["frame", "crop"]
+        .map(|kind| EvidenceRef {
+            kind: kind.into(),
+            path: format!("data/evidence/cam-jiefang-01/2026-11-22/x-0-{kind}.jpg"),
+            sha256: "ab".repeat(32),
+        })
+        .to_vec();
+    let recurrence = Recurrence {
+        count_30d: 3,
+        previous_end: Some(event::local_time(t("2026-11-21T18:02:10+08:00"), tz)),
+    };
+    let new = event::message(
+        Phase::New,
+        &changes[0].incident,
+        camera,
+        zone,
+        tz,
+        recurrence.clone(),
+        evidence,
+    );
+    let ended = book.finish(t("2026-11-22T09:30:00+08:00"), EndReason::StreamEnded);
+    assert_eq!(ended[0].phase, Phase::End);
+    let end = event::message(
+        Phase::End,
+        &ended[0].incident,
+        camera,
+        zone,
+        tz,
+        Recurrence::default(),
+        Vec::new(),
+    );
+    vec![new, end]
+}
+
+#[test]
+fn event_schema_accepts_real_messages_and_rejects_broken_ones() {
+    let schema = schema();
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema: {e}"));
+    // Formats too: every time must be a real RFC 3339 date-time.
+    let strict = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("schema: {e}"));
+    let messages = real_messages();
+    for m in &messages {
+        let v = serde_json::to_value(m).unwrap();
+        for val in [&validator, &strict] {
+            let errors: Vec<String> = val.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{errors:?}\n{v:#}");
+        }
+    }
+    let new = serde_json::to_value(&messages[0]).unwrap();
+    assert_eq!(new["type"], "new");
+    assert_eq!(new["end_time"], Value::Null);
+    assert_eq!(new["start_time"], "2026-11-22T09:14:03.200+08:00");
+    let end = serde_json::to_value(&messages[1]).unwrap();
+    assert_eq!(end["end_reason"], "stream_ended");
+
+    let broken = |f: &dyn Fn(&mut Value)| {
+        let mut v = new.clone();
+        f(&mut v);
+        v
+    };
+    let rejected = [
+        ("bbox 1.5", broken(&|v| v["object"]["bbox"][2] = 1.5.into())),
+        (
+            "no event_id",
+            broken(&|v| {
+                v.as_object_mut().unwrap().remove("event_id");
+            }),
+        ),
+        ("type", broken(&|v| v["type"] = "closed".into())),
+        (
+            "extra field",
+            broken(&|v| v["zone"]["street"] = "解放路".into()),
+        ),
+        (
+            "evidence kind",
+            broken(&|v| v["evidence"][0]["kind"] = "video".into()),
+        ),
+        (
+            "new with end_time",
+            broken(&|v| v["end_time"] = v["last_seen"].clone()),
+        ),
+        (
+            "bbox of 3",
+            broken(&|v| {
+                v["object"]["bbox"].as_array_mut().unwrap().pop();
+            }),
+        ),
+        ("negative seq", broken(&|v| v["seq"] = (-1).into())),
+        (
+            "schema id",
+            broken(&|v| v["schema"] = "streetwatch.event/2".into()),
+        ),
+    ];
+    for (what, v) in &rejected {
+        assert!(
+            !validator.is_valid(v),
+            "accepted a message with {what}: {v:#}"
+        );
+    }
+    let bad_time = broken(&|v| v["start_time"] = "yesterday".into());
+    assert!(!strict.is_valid(&bad_time));
+}

@@ -1,8 +1,10 @@
-//! Per-frame costs of the detection path on a real street photo: preprocessing (letterbox into
-//! the model input), the whole detection (preprocess + ONNX Runtime + decode + NMS), and the
-//! tracker and zone rules for one frame's detections.
+//! Per-frame costs on a real street photo (800x597), one ONNX Runtime thread, for every model
+//! manifest whose weights are present: preprocessing (fit into the model input), inference
+//! alone, decode + NMS, and the whole detection; then the tracker and zone rules for one frame.
 //!
-//! `make bench` (or `cargo bench --bench pipeline`); needs `make setup` for the model and photo.
+//! `make bench` (or `cargo bench --bench pipeline`); needs `make setup` for the models and photo.
+//! `scripts/bench_python_ort.py` measures ONNX Runtime's Python API on the same models for the
+//! README's comparison table.
 
 use std::path::Path;
 
@@ -16,6 +18,14 @@ use streetwatch::tracker::Tracker;
 const PHOTO: &str =
     "images/amsterdam_garbage/garbage/mdc_photo_mdc_65dc0a_cdv_photo_001_1465665061856.jpg";
 
+/// The models of the README table.
+const MODELS: [&str; 4] = [
+    "yolox-nano-coco",
+    "nanodet-m-416-coco",
+    "picodet-s-416-coco",
+    "fastestdet-352-coco",
+];
+
 fn photo() -> image::RgbImage {
     let path = streetwatch::assets::find(PHOTO).unwrap_or_else(|e| panic!("{e}"));
     image::open(path)
@@ -25,18 +35,37 @@ fn photo() -> image::RgbImage {
 
 fn detection(c: &mut Criterion) {
     let img = photo();
+    for name in MODELS {
+        let det = match Detector::load(Path::new("models"), name, 1) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipping {name}: {e}");
+                continue;
+            }
+        };
+        let spec = det.manifest().input.clone();
+        let mut input = Vec::new();
+        c.bench_function(&format!("{name}/preprocess"), |b| {
+            b.iter(|| preprocess::prepare(&img, &spec, &mut input))
+        });
+        preprocess::prepare(&img, &spec, &mut input);
+        c.bench_function(&format!("{name}/inference"), |b| {
+            b.iter(|| det.infer(&input).map(|o| o.len()))
+        });
+        let raw = det.infer(&input).unwrap_or_else(|e| panic!("{e}"));
+        c.bench_function(&format!("{name}/decode+nms"), |b| {
+            b.iter(|| det.decode_outputs(&raw).len())
+        });
+        c.bench_function(&format!("{name}/detect"), |b| {
+            b.iter(|| det.detect(&img).map(|d| d.len()))
+        });
+    }
+}
+
+fn rules(c: &mut Criterion) {
+    let img = photo();
     let det =
         Detector::load(Path::new("models"), "yolox-nano-coco", 1).unwrap_or_else(|e| panic!("{e}"));
-    let spec = det.manifest().input.clone();
-    let label = format!("{}x{}", img.width(), img.height());
-    let mut buf = Vec::new();
-    c.bench_function(&format!("preprocess/letterbox {label} -> 416"), |b| {
-        b.iter(|| preprocess::prepare(&img, &spec, &mut buf))
-    });
-    c.bench_function(&format!("detect/yolox-nano-coco {label}, 1 thread"), |b| {
-        b.iter(|| det.detect(&img).map(|d| d.len()))
-    });
-
     let detections = det.detect(&img).unwrap_or_default();
     let cfg = config::parse(
         Path::new("bench.toml"),
@@ -79,6 +108,6 @@ url = "bench.mp4"
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = detection
+    targets = detection, rules
 }
 criterion_main!(benches);

@@ -460,6 +460,18 @@ impl Detector {
         timing.inference = t1.elapsed();
 
         let t2 = Instant::now();
+        let mut candidates = self.decode_outputs(&raw);
+        let (w, h) = img.dimensions();
+        for c in &mut candidates {
+            c.bbox = transform.to_frame(c.bbox).clamp(w as f32, h as f32);
+        }
+        timing.postprocess = t2.elapsed();
+        Ok((candidates, timing))
+    }
+
+    /// Decodes one inference's outputs (and applies NMS where the layout needs it): candidates
+    /// in model-input pixels.
+    pub fn decode_outputs(&self, raw: &[Tensor]) -> Vec<Candidate> {
         let threshold = |c: usize| self.manifest.threshold(&self.labels[c]);
         let ctx = decode::Context {
             input: self.manifest.input.size,
@@ -467,16 +479,12 @@ impl Detector {
             threshold: &threshold,
             options: &self.manifest.decode,
         };
-        let mut candidates = decode::decode(&self.plan, &raw, &ctx);
+        let candidates = decode::decode(&self.plan, raw, &ctx);
         if self.plan.layout().needs_nms() {
-            candidates = nms(candidates, self.manifest.nms_iou);
+            nms(candidates, self.manifest.nms_iou)
+        } else {
+            candidates
         }
-        let (w, h) = img.dimensions();
-        for c in &mut candidates {
-            c.bbox = transform.to_frame(c.bbox).clamp(w as f32, h as f32);
-        }
-        timing.postprocess = t2.elapsed();
-        Ok((candidates, timing))
     }
 
     fn detections(&self, candidates: Vec<Candidate>, (w, h): (u32, u32)) -> Vec<Detection> {

@@ -58,12 +58,8 @@ pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTra
         ColorOrder::Rgb => [0usize, 1, 2],
         ColorOrder::Bgr => [2usize, 1, 0],
     };
-    let norm = |c: usize, v: f32| (v - spec.mean[c]) / spec.std[c];
-    // Where value (x, y, c) of the input goes in `out`.
-    let at = |x: usize, y: usize, c: usize| match spec.order {
-        TensorOrder::Nchw => c * plane + y * iw as usize + x,
-        TensorOrder::Nhwc => (y * iw as usize + x) * 3 + c,
-    };
+    let inv_std = spec.std.map(|v| 1.0 / v);
+    let norm = |c: usize, v: f32| (v - spec.mean[c]) * inv_std[c];
     for c in 0..3 {
         let pad = norm(c, spec.pad_value);
         match spec.order {
@@ -72,11 +68,34 @@ pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTra
         }
     }
     let resized = resample(img, nw, nh, spec.interpolation);
-    for y in 0..nh as usize {
-        for x in 0..nw as usize {
-            let px = &resized[(y * nw as usize + x) * 3..][..3];
+    let (nw, nh, iw) = (nw as usize, nh as usize, iw as usize);
+    let (ox, oy) = (ox as usize, oy as usize);
+    match spec.order {
+        // One output plane at a time, written in order.
+        TensorOrder::Nchw => {
             for (c, &ch) in src.iter().enumerate() {
-                out[at(x + ox as usize, y + oy as usize, c)] = norm(c, px[ch]);
+                let (mean, scale) = (spec.mean[c], inv_std[c]);
+                for y in 0..nh {
+                    let row = &resized[y * nw * 3..(y + 1) * nw * 3];
+                    let base = c * plane + (y + oy) * iw + ox;
+                    for (o, px) in out[base..base + nw].iter_mut().zip(row.chunks_exact(3)) {
+                        *o = (px[ch] - mean) * scale;
+                    }
+                }
+            }
+        }
+        TensorOrder::Nhwc => {
+            for y in 0..nh {
+                let row = &resized[y * nw * 3..(y + 1) * nw * 3];
+                let base = ((y + oy) * iw + ox) * 3;
+                for (o, px) in out[base..base + nw * 3]
+                    .chunks_exact_mut(3)
+                    .zip(row.chunks_exact(3))
+                {
+                    for c in 0..3 {
+                        o[c] = norm(c, px[src[c]]);
+                    }
+                }
             }
         }
     }
@@ -91,11 +110,37 @@ pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTra
 /// Source indices and weights that make one destination pixel along an axis.
 type Taps = Vec<Vec<(usize, f32)>>;
 
+/// The same taps laid out flat (destination `d` uses entries `offsets[d]..offsets[d + 1]`), so
+/// the inner loops walk contiguous memory.
+struct FlatTaps {
+    offsets: Vec<usize>,
+    index: Vec<usize>,
+    weight: Vec<f32>,
+}
+
+impl From<Taps> for FlatTaps {
+    fn from(t: Taps) -> Self {
+        let mut f = FlatTaps {
+            offsets: vec![0],
+            index: Vec::new(),
+            weight: Vec::new(),
+        };
+        for taps in t {
+            for (i, w) in taps {
+                f.index.push(i);
+                f.weight.push(w);
+            }
+            f.offsets.push(f.index.len());
+        }
+        f
+    }
+}
+
 /// Resizes to `nw`x`nh` in two separable passes; returns RGB values rounded to 0..255 like the
 /// uint8 result of OpenCV's `resize`.
 fn resample(img: &RgbImage, nw: u32, nh: u32, how: Interpolation) -> Vec<f32> {
     let (w, h) = img.dimensions();
-    let xs = taps(w, nw, how);
+    let xs = FlatTaps::from(taps(w, nw, how));
     let ys = taps(h, nh, how);
     let raw = img.as_raw();
     let (w, nw) = (w as usize, nw as usize);
@@ -106,14 +151,17 @@ fn resample(img: &RgbImage, nw: u32, nh: u32, how: Interpolation) -> Vec<f32> {
     for (y, _) in needed.iter().enumerate().filter(|(_, n)| **n) {
         let src = &raw[y * w * 3..(y + 1) * w * 3];
         let dst = &mut rows[y * nw * 3..(y + 1) * nw * 3];
-        for (dx, t) in xs.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for &(sx, wt) in t {
-                for c in 0..3 {
-                    acc[c] += src[sx * 3 + c] as f32 * wt;
-                }
+        for (dx, px) in dst.chunks_exact_mut(3).enumerate() {
+            let (mut r, mut g, mut b) = (0f32, 0f32, 0f32);
+            for k in xs.offsets[dx]..xs.offsets[dx + 1] {
+                let (s, wt) = (xs.index[k] * 3, xs.weight[k]);
+                r += src[s] as f32 * wt;
+                g += src[s + 1] as f32 * wt;
+                b += src[s + 2] as f32 * wt;
             }
-            dst[dx * 3..dx * 3 + 3].copy_from_slice(&acc);
+            px[0] = r;
+            px[1] = g;
+            px[2] = b;
         }
     }
     let mut out = vec![0f32; nh as usize * nw * 3];

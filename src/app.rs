@@ -62,14 +62,8 @@ pub fn camera_worker(
                 },
             });
         };
-    // One camera at a time opens (and on first start creates) the shared ledger: SQLite answers
-    // "database is locked" at once, not after the busy timeout, to two connections switching a
-    // new file to WAL together, which stopped one of two cameras started at the same moment.
-    static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let pipeline = detector.and_then(|d| {
-        let _one_at_a_time = OPENING.lock().unwrap_or_else(|e| e.into_inner());
-        CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string())
-    });
+    let pipeline =
+        detector.and_then(|d| CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string()));
     let mut pipeline = match pipeline {
         Ok(p) => p,
         Err(e) => {

@@ -67,19 +67,25 @@ impl Ledger {
             why: e.to_string(),
         };
         let conn = Connection::open(&path).map_err(err)?;
+        // The busy timeout first: cameras starting together open the same file, and without it
+        // the second one's WAL switch or migration fails at once with "database is locked".
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            conn.execute_batch(&format!(
-                "BEGIN; {step}; PRAGMA user_version = {}; COMMIT;",
-                i + 1
-            ))
-            .map_err(err)?;
+        // Migrate inside a write transaction, re-reading the version there, so two processes
+        // or threads never apply the same step twice.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let migrated = (|| {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+                conn.execute_batch(&format!("{step}; PRAGMA user_version = {};", i + 1))?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = migrated {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err(e));
         }
         Ok(Self { conn, path: name })
     }
@@ -170,5 +176,27 @@ impl Ledger {
         self.conn
             .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
             .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cameras_opening_a_new_ledger_together_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let results: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Ledger::open(dir.path()).is_ok()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.iter().all(|ok| *ok), "{results:?}");
+        let conn = Connection::open(dir.path().join("ledger.sqlite")).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
     }
 }

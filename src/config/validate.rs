@@ -47,17 +47,65 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     let t = &cfg.tracker;
     let i = &cfg.incidents;
     let numbers: [(&'static str, &'static str, f64, f64, f64); 11] = [
-        ("mqtt", "stats_every_seconds", cfg.mqtt.stats_every_seconds, 0.5, 86_400.0),
+        (
+            "mqtt",
+            "stats_every_seconds",
+            cfg.mqtt.stats_every_seconds,
+            0.5,
+            86_400.0,
+        ),
         ("tracker", "high_score", t.high_score as f64, 0.0, 1.0),
         ("tracker", "low_score", t.low_score as f64, 0.0, 1.0),
         ("tracker", "match_iou", t.match_iou as f64, 0.0, 1.0),
-        ("tracker", "max_lost_seconds", t.max_lost_seconds, 0.0, 86_400.0),
-        ("tracker", "max_lost_stationary_seconds", t.max_lost_stationary_seconds, 0.0, 86_400.0),
-        ("tracker", "stationary_tolerance", t.stationary_tolerance as f64, 0.0, 10.0),
-        ("tracker", "move_confirm_seconds", t.move_confirm_seconds, 0.0, 86_400.0),
-        ("incidents", "update_every_seconds", i.update_every_seconds, 1.0, 86_400.0),
-        ("incidents", "end_after_seconds", i.end_after_seconds, 0.0, 86_400.0),
-        ("incidents", "better_evidence_margin", i.better_evidence_margin as f64, 0.0, 1.0),
+        (
+            "tracker",
+            "max_lost_seconds",
+            t.max_lost_seconds,
+            0.0,
+            86_400.0,
+        ),
+        (
+            "tracker",
+            "max_lost_stationary_seconds",
+            t.max_lost_stationary_seconds,
+            0.0,
+            86_400.0,
+        ),
+        (
+            "tracker",
+            "stationary_tolerance",
+            t.stationary_tolerance as f64,
+            0.0,
+            10.0,
+        ),
+        (
+            "tracker",
+            "move_confirm_seconds",
+            t.move_confirm_seconds,
+            0.0,
+            86_400.0,
+        ),
+        (
+            "incidents",
+            "update_every_seconds",
+            i.update_every_seconds,
+            1.0,
+            86_400.0,
+        ),
+        (
+            "incidents",
+            "end_after_seconds",
+            i.end_after_seconds,
+            0.0,
+            86_400.0,
+        ),
+        (
+            "incidents",
+            "better_evidence_margin",
+            i.better_evidence_margin as f64,
+            0.0,
+            1.0,
+        ),
     ];
     for (section, field, value, min, max) in numbers {
         if !(value.is_finite() && (min..=max).contains(&value)) {

@@ -7,9 +7,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use streetwatch::compose;
 
@@ -38,28 +36,7 @@ detect_regions = "{mode}"
     )
     .unwrap();
     let out = dir.join(format!("events-{mode}.jsonl"));
-    let o = Command::new(support::binary())
-        .current_dir(support::root())
-        .args(["replay", "--no-mqtt", "--camera", "cam-far", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(clip)
-        .arg("--events-out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap())
-        .unwrap()
-        .with_timezone(&Utc)
+    support::replay(&config, "cam-far", clip, &out, false)
 }
 
 #[test]
@@ -86,7 +63,7 @@ fn a_small_far_car_is_found_only_with_zone_crops() {
         .iter()
         .all(|m| &m["event_id"] == id && m["kind"] == "illegal_parking"));
     let arrival = truth.start_time + chrono::Duration::milliseconds((rest.start * 1000.0) as i64);
-    let off = (time(&zones[0]["start_time"]) - arrival)
+    let off = (support::time(&zones[0]["start_time"]) - arrival)
         .num_milliseconds()
         .abs();
     assert!(

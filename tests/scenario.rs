@@ -10,10 +10,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use streetwatch::compose::{self, GroundTruth};
@@ -72,41 +70,6 @@ detect_every_seconds = {DETECT_EVERY}
     path
 }
 
-fn replay(config: &Path, clip: &Path, out: &Path, publish: bool) {
-    let mut cmd = Command::new(support::binary());
-    cmd.current_dir(support::root())
-        .args(["replay", "--config"])
-        .arg(config)
-        .args(["--camera", "cam-test", "--input"])
-        .arg(clip)
-        .arg("--events-out")
-        .arg(out);
-    if !publish {
-        cmd.arg("--no-mqtt");
-    }
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "replay failed ({}):\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap())
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 fn inside(poly: &[[f64; 2]], x: f64, y: f64) -> bool {
     let mut c = false;
     let n = poly.len();
@@ -154,8 +117,7 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
     let sub = support::Subscriber::connect(broker.port, &["streetwatch/events/#"]);
     let config = write_config(&dir, "data", &broker.url());
     let events_out = dir.join("events.jsonl");
-    replay(&config, &clip, &events_out, true);
-    let messages = read_jsonl(&events_out);
+    let messages = support::replay(&config, "cam-test", &clip, &events_out, true);
 
     // Exactly one event: new, updates, end, all for car-1.
     assert!(messages.len() >= 2, "expected new + end, got {messages:#?}");
@@ -196,20 +158,20 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
     let t0 = truth.start_time;
     let at = |s: f64| t0 + chrono::Duration::milliseconds((s * 1000.0) as i64);
     let new = &messages[0];
-    let start = time(&new["start_time"]);
+    let start = support::time(&new["start_time"]);
     let arrival = at(rest.start);
     let off = (start - arrival).num_milliseconds().abs() as f64 / 1000.0;
     assert!(
         off <= DETECT_EVERY,
         "start_time {start} is {off} s from the arrival {arrival}"
     );
-    let new_at = time(&new["last_seen"]);
+    let new_at = support::time(&new["last_seen"]);
     let dwell_reached = (new_at - start).num_milliseconds() as f64 / 1000.0;
     assert!((DWELL..=DWELL + 2.0 * DETECT_EVERY).contains(&dwell_reached));
     assert!(new["end_time"].is_null());
     let end = messages.last().unwrap();
     assert_eq!(end["end_reason"], "object_left");
-    let ended = time(&end["end_time"]);
+    let ended = support::time(&end["end_time"]);
     let left = at(rest.end);
     let off = (ended - left).num_milliseconds().abs() as f64 / 1000.0;
     assert!(
@@ -273,7 +235,7 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
     // The same clip gives the same events every time (on a fresh ledger).
     let config2 = write_config(&dir, "data-again", &broker.url());
     let again = dir.join("events-again.jsonl");
-    replay(&config2, &clip, &again, false);
+    let again = support::replay(&config2, "cam-test", &clip, &again, false);
     let strip = |ms: Vec<Value>| -> Vec<Value> {
         ms.into_iter()
             .map(|mut m| {
@@ -283,5 +245,5 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
             })
             .collect()
     };
-    assert_eq!(strip(read_jsonl(&again)), strip(messages));
+    assert_eq!(strip(again), strip(messages));
 }

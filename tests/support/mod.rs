@@ -220,3 +220,49 @@ pub fn artifacts_dir(test: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Runs `streetwatch replay` of `clip` as `camera` with `config`, writing `out`; with `publish`
+/// the messages also go to the config's broker. Returns the messages written.
+pub fn replay(
+    config: &std::path::Path,
+    camera: &str,
+    clip: &std::path::Path,
+    out: &std::path::Path,
+    publish: bool,
+) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(binary());
+    cmd.current_dir(root())
+        .args(["replay", "--camera", camera, "--config"])
+        .arg(config)
+        .arg("--input")
+        .arg(clip)
+        .arg("--events-out")
+        .arg(out);
+    if !publish {
+        cmd.arg("--no-mqtt");
+    }
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "replay failed ({}):\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    read_jsonl(out)
+}
+
+/// The JSON values of a JSON Lines file.
+pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// An RFC 3339 time from a JSON string.
+pub fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}

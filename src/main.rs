@@ -270,6 +270,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 runtime: streetwatch::detector::RuntimeOptions {
                     threads,
                     sessions: 1,
+                    batch_size: 1,
+                    batch_wait: std::time::Duration::ZERO,
                     providers: if providers.is_empty() {
                         vec![streetwatch::detector::Provider::Cpu]
                     } else {

@@ -165,7 +165,6 @@ fn unavailable_providers_fall_back_to_cpu() {
     use streetwatch::detector::{Provider, RuntimeOptions};
     // The ONNX Runtime of the PyPI CPU wheel has no CUDA, TensorRT or OpenVINO.
     let runtime = RuntimeOptions {
-        threads: 1,
         sessions: 2,
         providers: vec![
             Provider::Tensorrt,
@@ -173,6 +172,7 @@ fn unavailable_providers_fall_back_to_cpu() {
             Provider::Openvino,
             Provider::Cpu,
         ],
+        ..RuntimeOptions::cpu(1)
     };
     let det = Detector::load_with(Path::new("models"), "yolox-nano-coco", &runtime).unwrap();
     assert_eq!(det.provider(), Provider::Cpu);

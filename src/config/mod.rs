@@ -126,6 +126,13 @@ pub struct DetectorConfig {
     /// one model may run at the same time.
     #[serde(default = "default_sessions")]
     pub sessions: usize,
+    /// With a model whose batch axis is dynamic: up to this many cameras' frames go through one
+    /// inference (1 = no batching). Pays off on GPUs; on a CPU it mostly adds waiting.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// How long a frame may wait for other cameras' frames to fill a batch.
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
 }
 
 impl Default for DetectorConfig {
@@ -135,6 +142,8 @@ impl Default for DetectorConfig {
             models_dir: None,
             execution_providers: default_providers(),
             sessions: default_sessions(),
+            batch_size: default_batch_size(),
+            batch_wait_ms: default_batch_wait_ms(),
         }
     }
 }
@@ -146,6 +155,8 @@ impl DetectorConfig {
             threads: self.threads,
             sessions: self.sessions,
             providers: self.execution_providers.clone(),
+            batch_size: self.batch_size.max(1),
+            batch_wait: std::time::Duration::from_millis(self.batch_wait_ms),
         }
     }
 }
@@ -156,6 +167,14 @@ fn default_providers() -> Vec<Provider> {
 
 fn default_sessions() -> usize {
     1
+}
+
+fn default_batch_size() -> usize {
+    1
+}
+
+fn default_batch_wait_ms() -> u64 {
+    10
 }
 
 fn default_threads() -> usize {

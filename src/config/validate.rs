@@ -36,6 +36,18 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             "must be at least 1".into(),
         );
     }
+    if cfg.detector.batch_size == 0 {
+        push(
+            vec![Key("detector"), Key("batch_size")],
+            "must be at least 1 (1 = no batching)".into(),
+        );
+    }
+    if cfg.detector.batch_wait_ms > 1000 {
+        push(
+            vec![Key("detector"), Key("batch_wait_ms")],
+            "more than a second of waiting delays every event; use at most 1000".into(),
+        );
+    }
     if cfg.detector.sessions == 0 {
         push(
             vec![Key("detector"), Key("sessions")],

@@ -5,21 +5,23 @@ pub mod manifest;
 pub mod preprocess;
 mod providers;
 pub mod regions;
+mod runtime;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef};
+use ort::value::TensorElementType;
 use serde::Serialize;
 
 use crate::geometry::BBox;
 use decode::{OutputInfo, Plan, Tensor};
-use manifest::{InputType, Layout, Manifest, ManifestError, TensorOrder};
+use manifest::{Layout, Manifest, ManifestError};
 pub use regions::Region;
+pub use runtime::BatchStats;
+use runtime::{Batcher, SessionPool};
 
 /// What kind of road user a label is, as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -105,7 +107,7 @@ pub enum Provider {
     Openvino,
 }
 
-/// How sessions are made: threads, pool size, providers in order of preference.
+/// How sessions are made: threads, pool size, providers in order of preference, batching.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeOptions {
     /// Intra-op threads per session.
@@ -114,15 +116,21 @@ pub struct RuntimeOptions {
     pub sessions: usize,
     /// Providers to try in order.
     pub providers: Vec<Provider>,
+    /// Most inputs per inference when the model has a dynamic batch axis (1 = no batching).
+    pub batch_size: usize,
+    /// How long a camera's input may wait for others to fill a batch.
+    pub batch_wait: Duration,
 }
 
 impl RuntimeOptions {
-    /// One CPU session with `threads` threads.
+    /// One CPU session with `threads` threads, no batching.
     pub fn cpu(threads: usize) -> Self {
         Self {
             threads,
             sessions: 1,
             providers: vec![Provider::Cpu],
+            batch_size: 1,
+            batch_wait: Duration::ZERO,
         }
     }
 }
@@ -133,11 +141,9 @@ pub struct Detector {
     manifest: Manifest,
     labels: Vec<String>,
     classes: Vec<ObjectClass>,
-    input_name: String,
-    outputs: Vec<OutputInfo>,
     plan: Plan,
-    sessions: Vec<Mutex<Session>>,
-    next_session: AtomicUsize,
+    pool: Arc<SessionPool>,
+    batcher: Option<Batcher>,
     provider: Provider,
 }
 
@@ -284,16 +290,47 @@ impl Detector {
                 }
             })
             .collect();
+        let dynamic_batch = session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == input_name)
+            .and_then(|i| i.dtype().tensor_shape().and_then(|s| s.first().copied()))
+            .is_some_and(|d| d < 0);
         drop(session);
+        let pool = Arc::new(SessionPool::new(
+            sessions,
+            input_name,
+            manifest.input.clone(),
+            outputs,
+        ));
+        let batcher = match (options.batch_size > 1, dynamic_batch) {
+            (true, true) => {
+                tracing::info!(
+                    model = %manifest.name,
+                    "batches up to {} inputs across cameras (waiting at most {:?})",
+                    options.batch_size,
+                    options.batch_wait
+                );
+                Some(Batcher::start(
+                    pool.clone(),
+                    options.batch_size,
+                    options.batch_wait,
+                    &manifest.name,
+                ))
+            }
+            (true, false) => {
+                tracing::info!(model = %manifest.name, "the model's batch size is fixed: no batching");
+                None
+            }
+            _ => None,
+        };
         Ok(Self {
             manifest,
             labels,
             classes,
-            input_name,
-            outputs,
             plan,
-            sessions,
-            next_session: AtomicUsize::new(0),
+            pool,
+            batcher,
             provider,
         })
     }
@@ -313,21 +350,14 @@ impl Detector {
         self.provider
     }
 
-    /// A session nobody is using, else the next one in turn (waiting for it).
-    fn free_session(
-        &self,
-    ) -> Result<
-        std::sync::MutexGuard<'_, Session>,
-        std::sync::PoisonError<std::sync::MutexGuard<'_, Session>>,
-    > {
-        let n = self.sessions.len();
-        let start = self.next_session.fetch_add(1, Ordering::Relaxed);
-        for k in 0..n {
-            if let Ok(s) = self.sessions[(start + k) % n].try_lock() {
-                return Ok(s);
-            }
-        }
-        self.sessions[start % n].lock()
+    /// Inferences the batcher ran and the inputs they carried (None without batching).
+    pub fn batch_stats(&self) -> Option<(usize, usize)> {
+        self.batcher.as_ref().map(|b| {
+            (
+                b.stats.runs.load(std::sync::atomic::Ordering::Relaxed),
+                b.stats.inputs.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 
     /// The layout the outputs are decoded with (resolved when the manifest says `auto`).
@@ -338,55 +368,17 @@ impl Detector {
     /// Runs the model on a prepared input (in the manifest's order and type) and returns every
     /// output, in the model's output order, as f32.
     pub fn infer(&self, input: &[f32]) -> Result<Vec<Tensor>, DetectorError> {
-        let runtime = |why: String| DetectorError::Runtime {
+        let result = match &self.batcher {
+            Some(b) => b.infer(input.to_vec()),
+            None => self
+                .pool
+                .run(&[input])
+                .map(|mut items| items.pop().unwrap_or_default()),
+        };
+        result.map_err(|why| DetectorError::Runtime {
             model: self.manifest.name.clone(),
             why,
-        };
-        let spec = &self.manifest.input;
-        let [iw, ih] = spec.size;
-        let (iw, ih) = (iw as usize, ih as usize);
-        let shape = match spec.order {
-            TensorOrder::Nchw => [1usize, 3, ih, iw],
-            TensorOrder::Nhwc => [1usize, ih, iw, 3],
-        };
-        let mut session = self
-            .free_session()
-            .map_err(|_| runtime("a previous inference panicked".into()))?;
-        let bytes: Vec<u8>;
-        let outputs = match spec.dtype {
-            InputType::Float32 => {
-                let tensor = TensorRef::from_array_view((shape, input))
-                    .map_err(|e| runtime(e.to_string()))?;
-                session.run(ort::inputs![self.input_name.as_str() => tensor])
-            }
-            InputType::Uint8 => {
-                bytes = input.iter().map(|v| v.clamp(0.0, 255.0) as u8).collect();
-                let tensor = TensorRef::from_array_view((shape, bytes.as_slice()))
-                    .map_err(|e| runtime(e.to_string()))?;
-                session.run(ort::inputs![self.input_name.as_str() => tensor])
-            }
-        }
-        .map_err(|e| runtime(e.to_string()))?;
-        self.outputs
-            .iter()
-            .map(|info| {
-                let value = &outputs[info.name.as_str()];
-                let to_tensor = |shape: &ort::value::Shape, data: Vec<f32>| Tensor {
-                    shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
-                    data,
-                };
-                if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
-                    return Ok(to_tensor(shape, data.to_vec()));
-                }
-                if let Ok((shape, data)) = value.try_extract_tensor::<i64>() {
-                    return Ok(to_tensor(shape, data.iter().map(|&v| v as f32).collect()));
-                }
-                value
-                    .try_extract_tensor::<i32>()
-                    .map(|(shape, data)| to_tensor(shape, data.iter().map(|&v| v as f32).collect()))
-                    .map_err(|e| runtime(format!("output {:?}: {e}", info.name)))
-            })
-            .collect()
+        })
     }
 
     /// Detects objects in an RGB frame.

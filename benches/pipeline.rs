@@ -90,8 +90,8 @@ url = "bench.mp4"
         |b| {
             b.iter(|| {
                 let mut tracker = Tracker::new(TrackerConfig::default());
-                let mut scene =
-                    Scene::new(&cfg.config.cameras[0], tz).unwrap_or_else(|e| panic!("{e}"));
+                let mut scene = Scene::new(&cfg.config.cameras[0], tz, &Default::default())
+                    .unwrap_or_else(|e| panic!("{e}"));
                 let t0 = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
                 let mut armed = 0;
                 for i in 0..60 {

@@ -104,10 +104,11 @@ impl CameraPipeline {
     ) -> Result<Self, PipelineError> {
         let cfg = &loaded.config;
         let tz = loaded.camera_tz(camera);
-        let scene = Scene::new(camera, tz).map_err(|e| PipelineError::Scene {
-            camera: camera.id.clone(),
-            why: e.to_string(),
-        })?;
+        let scene =
+            Scene::new(camera, tz, &loaded.holidays()).map_err(|e| PipelineError::Scene {
+                camera: camera.id.clone(),
+                why: e.to_string(),
+            })?;
         let storage = loaded.storage_dir();
         let ledger = Ledger::open(&storage).map_err(|source| PipelineError::Ledger {
             camera: camera.id.clone(),

@@ -52,6 +52,10 @@ pub struct NodeConfig {
     /// IANA time zone for schedules and message times, unless a camera sets its own.
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// Public holidays, `2026-10-01..2026-10-07` or single dates, for `holidays` and `workdays`
+    /// in zone schedules.
+    #[serde(default)]
+    pub holidays: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -59,6 +63,7 @@ impl Default for NodeConfig {
         Self {
             id: default_node_id(),
             time_zone: default_time_zone(),
+            holidays: Vec::new(),
         }
     }
 }
@@ -517,7 +522,13 @@ impl LoadedConfig {
         self.config.cameras.iter().find(|c| c.id == id)
     }
 
-    /// The camera's time zone (its own or the node's); validated at load.
+    /// The node's holiday list.
+    pub fn holidays(&self) -> crate::scene::DateList {
+        // Validated by `check`; a bad item cannot get here.
+        crate::scene::DateList::parse(&self.config.node.holidays).unwrap_or_default()
+    }
+
+    /// A camera's time zone (its own, else the node's).
     pub fn camera_tz(&self, cam: &CameraConfig) -> chrono_tz::Tz {
         let name = cam
             .time_zone

@@ -27,6 +27,17 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             ),
         );
     }
+    for (i, item) in cfg.node.holidays.iter().enumerate() {
+        if let Err(e) = crate::scene::DateList::parse(std::slice::from_ref(item)) {
+            push(
+                vec![Key("node"), Key("holidays"), Index(i)],
+                format!(
+                    "{}; write a date 2026-10-01 or a range 2026-10-01..2026-10-07",
+                    e.why
+                ),
+            );
+        }
+    }
     if let Err(e) = crate::mqtt::BrokerAddress::parse(&cfg.mqtt.url) {
         push(vec![Key("mqtt"), Key("url")], e.to_string());
     }

@@ -13,7 +13,7 @@ use crate::detector::ObjectClass;
 use crate::geometry::{point_in_polygon, BBox, Point};
 use crate::tracker::Track;
 
-pub use schedule::{Schedule, ScheduleError};
+pub use schedule::{DateList, Schedule, ScheduleError};
 
 /// What a zone watches for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,14 +81,14 @@ pub struct Zone {
 
 impl Zone {
     /// Builds a zone from its (already validated) config.
-    pub fn new(config: &ZoneConfig) -> Result<Self, ScheduleError> {
+    pub fn new(config: &ZoneConfig, holidays: &DateList) -> Result<Self, ScheduleError> {
         Ok(Self {
             polygon: config
                 .polygon
                 .iter()
                 .map(|p| Point::new(p[0] as f32, p[1] as f32))
                 .collect(),
-            schedule: Schedule::parse(&config.schedule)?,
+            schedule: Schedule::parse(&config.schedule, holidays)?,
             enabled: config.enabled,
             config: config.clone(),
         })
@@ -141,11 +141,11 @@ pub struct Scene {
 
 impl Scene {
     /// Builds the scene of a camera.
-    pub fn new(camera: &CameraConfig, tz: Tz) -> Result<Self, ScheduleError> {
+    pub fn new(camera: &CameraConfig, tz: Tz, holidays: &DateList) -> Result<Self, ScheduleError> {
         let zones = camera
             .zones
             .iter()
-            .map(Zone::new)
+            .map(|z| Zone::new(z, holidays))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             zones,

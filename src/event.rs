@@ -118,17 +118,28 @@ pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
-/// Builds the message for an incident change.
+/// Where an incident is: its camera, zone and the camera's time zone.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// The camera.
+    pub camera: &'a CameraConfig,
+    /// The zone.
+    pub zone: &'a ZoneConfig,
+    /// The camera's time zone, for the message's times.
+    pub tz: Tz,
+}
+
+/// Builds the message for an incident change; `category` is the deployment's code and name for
+/// the incident's kind.
 pub fn message(
     phase: Phase,
     inc: &Incident,
-    camera: &CameraConfig,
-    zone: &ZoneConfig,
-    tz: Tz,
+    place: Place<'_>,
+    category: Category,
     recurrence: Recurrence,
     evidence: Vec<EvidenceRef>,
 ) -> EventMessage {
-    let (code, name) = inc.kind.default_category();
+    let Place { camera, zone, tz } = place;
     let b = inc.bbox;
     let round = |v: f32| (v * 10_000.0).round() / 10_000.0;
     EventMessage {
@@ -137,10 +148,7 @@ pub fn message(
         event_id: inc.event_id.clone(),
         seq: inc.seq,
         kind: inc.kind.as_str().into(),
-        category: Category {
-            code: code.into(),
-            name: name.into(),
-        },
+        category,
         camera: CameraRef {
             id: camera.id.clone(),
             name: camera.name.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::config::{CameraConfig, DetectRegions, LoadedConfig};
+use crate::config::{CameraConfig, Categories, DetectRegions, LoadedConfig};
 use crate::detector::regions::{zone_regions, Region};
 use crate::detector::{DetectTiming, Detection, Detector};
 use crate::event::{self, EventMessage, Recurrence};
@@ -85,6 +85,8 @@ pub struct CameraPipeline {
     last_evidence: HashMap<String, Vec<event::EvidenceRef>>,
     /// With zone-focused detection: when the whole frame was last run for context.
     last_context: Option<DateTime<Utc>>,
+    /// The deployment's category code and name per event kind.
+    categories: Categories,
 }
 
 impl std::fmt::Debug for CameraPipeline {
@@ -126,6 +128,7 @@ impl CameraPipeline {
             recurrence: HashMap::new(),
             last_evidence: HashMap::new(),
             last_context: None,
+            categories: cfg.categories.clone(),
         })
     }
 
@@ -292,15 +295,13 @@ impl CameraPipeline {
                 .get(&inc.event_id)
                 .cloned()
                 .unwrap_or_default();
-            let msg = event::message(
-                change.phase,
-                inc,
-                &self.camera,
-                &zone.config,
-                self.tz,
-                recurrence,
-                evidence,
-            );
+            let place = event::Place {
+                camera: &self.camera,
+                zone: &zone.config,
+                tz: self.tz,
+            };
+            let category = self.categories.category(inc.kind);
+            let msg = event::message(change.phase, inc, place, category, recurrence, evidence);
             if let Err(e) =
                 self.ledger
                     .record(&msg, inc.start, inc.last_seen, inc.end.map(|(t, _)| t))

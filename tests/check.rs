@@ -556,9 +556,9 @@ fn real_messages() -> Vec<EventMessage> {
     let new = event::message(
         Phase::New,
         &changes[0].incident,
-        camera,
-        zone,
-        tz,
+        event::Place { camera, zone, tz },
+        streetwatch::config::Categories::default()
+            .category(streetwatch::scene::EventKind::IllegalParking),
         recurrence.clone(),
         evidence,
     );
@@ -567,9 +567,9 @@ fn real_messages() -> Vec<EventMessage> {
     let end = event::message(
         Phase::End,
         &ended[0].incident,
-        camera,
-        zone,
-        tz,
+        event::Place { camera, zone, tz },
+        streetwatch::config::Categories::default()
+            .category(streetwatch::scene::EventKind::IllegalParking),
         Recurrence::default(),
         Vec::new(),
     );
@@ -647,4 +647,22 @@ fn event_schema_accepts_real_messages_and_rejects_broken_ones() {
     }
     let bad_time = broken(&|v| v["start_time"] = "yesterday".into());
     assert!(!strict.is_valid(&bad_time));
+}
+
+#[test]
+fn categories_may_be_remapped_but_only_for_known_kinds() {
+    let ok = Case::edit(
+        "[mqtt]\n",
+        "[categories]\nillegal_parking = { code = \"0505\", name = \"机动车违停\" }\n\n[mqtt]\n",
+    );
+    assert_eq!(ok.check().code, Some(0), "{}", ok.check().stderr);
+    let bad = Case::edit(
+        "[mqtt]\n",
+        "[categories]\nillegal_parkin = { code = \"0505\", name = \"x\" }\n\n[mqtt]\n",
+    );
+    bad.check().assert_error(
+        bad.at("illegal_parkin"),
+        "categories.illegal_parkin",
+        &["illegal_parking"],
+    );
 }

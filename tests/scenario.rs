@@ -232,15 +232,26 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
         assert_eq!(&r.json(), m);
     }
 
-    // The same clip gives the same events every time (on a fresh ledger).
+    // The same clip gives the same events every time (on a fresh ledger), here with the
+    // deployment's own case code for the kind.
     let config2 = write_config(&dir, "data-again", &broker.url());
+    let mut text = std::fs::read_to_string(&config2).unwrap();
+    text.push_str("\n[categories]\nillegal_parking = { code = \"0505\", name = \"机动车违停\" }\n");
+    std::fs::write(&config2, text).unwrap();
     let again = dir.join("events-again.jsonl");
     let again = support::replay(&config2, "cam-test", &clip, &again, false);
+    for m in &again {
+        assert_eq!(
+            m["category"],
+            serde_json::json!({"code": "0505", "name": "机动车违停"})
+        );
+    }
     let strip = |ms: Vec<Value>| -> Vec<Value> {
         ms.into_iter()
             .map(|mut m| {
                 // Evidence paths are relative to each run's storage dir; the rest must match.
                 m["evidence"] = Value::Null;
+                m["category"] = Value::Null;
                 m
             })
             .collect()

@@ -40,6 +40,44 @@ pub struct Config {
     /// The cameras this node watches.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// The deployment's case codes and names per event kind, replacing the GB/T 30428.2
+    /// defaults (cities' platforms number cases differently).
+    #[serde(default)]
+    pub categories: Categories,
+}
+
+/// Category code and name per event kind, as configured.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Categories(pub std::collections::BTreeMap<crate::scene::EventKind, CategoryConfig>);
+
+/// One kind's case code and name (数字城管 事件小类).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryConfig {
+    /// Code, e.g. `05-05` or a platform's own `0505`.
+    pub code: String,
+    /// Name, e.g. `机动车乱停放`.
+    pub name: String,
+}
+
+impl Categories {
+    /// The category sent for `kind`: the configured one, else the national default.
+    pub fn category(&self, kind: crate::scene::EventKind) -> crate::event::Category {
+        match self.0.get(&kind) {
+            Some(c) => crate::event::Category {
+                code: c.code.clone(),
+                name: c.name.clone(),
+            },
+            None => {
+                let (code, name) = kind.default_category();
+                crate::event::Category {
+                    code: code.into(),
+                    name: name.into(),
+                }
+            }
+        }
+    }
 }
 
 /// Identity and defaults of this node.

@@ -27,6 +27,15 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             ),
         );
     }
+    for (kind, c) in &cfg.categories.0 {
+        if c.code.trim().is_empty() || c.name.trim().is_empty() {
+            push(
+                vec![Key("categories"), Key(kind.as_str())],
+                "give both a code and a name, e.g. { code = \"05-05\", name = \"机动车乱停放\" }"
+                    .into(),
+            );
+        }
+    }
     for (i, item) in cfg.node.holidays.iter().enumerate() {
         if let Err(e) = crate::scene::DateList::parse(std::slice::from_ref(item)) {
             push(

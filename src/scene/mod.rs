@@ -39,13 +39,23 @@ impl ZoneKind {
 }
 
 /// The kind of an event, as named in messages and topics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// 机动车乱停放.
     IllegalParking,
     /// 非机动车乱停放.
     NonmotorParking,
+    /// 无照经营游商 / 占道经营 (no-vending zones).
+    StreetVending,
+    /// 店外经营 (shopfront zones).
+    ShopfrontSpillover,
+    /// 暴露垃圾 (garbage-watch zones).
+    ExposedGarbage,
+    /// 积存垃圾渣土.
+    DebrisPile,
+    /// 乱堆物料堆.
+    MaterialPile,
 }
 
 impl EventKind {
@@ -54,6 +64,11 @@ impl EventKind {
         match self {
             EventKind::IllegalParking => "illegal_parking",
             EventKind::NonmotorParking => "nonmotor_parking",
+            EventKind::StreetVending => "street_vending",
+            EventKind::ShopfrontSpillover => "shopfront_spillover",
+            EventKind::ExposedGarbage => "exposed_garbage",
+            EventKind::DebrisPile => "debris_pile",
+            EventKind::MaterialPile => "material_pile",
         }
     }
 
@@ -62,6 +77,11 @@ impl EventKind {
         match self {
             EventKind::IllegalParking => ("05-05", "机动车乱停放"),
             EventKind::NonmotorParking => ("05-06", "非机动车乱停放"),
+            EventKind::StreetVending => ("05-01", "无照经营游商"),
+            EventKind::ShopfrontSpillover => ("05-04", "店外经营"),
+            EventKind::ExposedGarbage => ("01-02", "暴露垃圾"),
+            EventKind::DebrisPile => ("01-03", "积存垃圾渣土"),
+            EventKind::MaterialPile => ("05-07", "乱堆物料堆"),
         }
     }
 }

@@ -97,7 +97,7 @@ url = "bench.mp4"
                 for i in 0..60 {
                     let now = t0 + chrono::Duration::seconds(i);
                     let tracks = tracker.update(now, &detections);
-                    armed += scene.evaluate(now, &tracks, w, h).violations.len();
+                    armed += scene.evaluate(now, &tracks, &[], w, h).violations.len();
                 }
                 armed
             })

@@ -85,6 +85,16 @@ impl BBox {
         }
     }
 
+    /// Share of this box's area that lies inside `o` (0 for an empty box).
+    pub fn share_inside(&self, o: &BBox) -> f32 {
+        let area = self.area();
+        if area <= 0.0 {
+            0.0
+        } else {
+            self.intersection(o) / area
+        }
+    }
+
     /// Scales both axes (e.g. pixels to normalized).
     pub fn scale(&self, sx: f32, sy: f32) -> BBox {
         BBox::new(self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy)

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod assets;
+pub mod change;
 pub mod compose;
 pub mod config;
 pub mod detector;

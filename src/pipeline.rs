@@ -8,11 +8,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::change::StaticChangeMap;
 use crate::config::{CameraConfig, Categories, DetectRegions, LoadedConfig};
 use crate::detector::regions::{zone_regions, Region};
+use crate::detector::ObjectClass;
 use crate::detector::{DetectTiming, Detection, Detector};
 use crate::event::{self, EventMessage, Recurrence};
 use crate::evidence::{Annotation, EvidenceStore};
+use crate::geometry::BBox;
 use crate::geometry::Point;
 use crate::incidents::{EndReason, IncidentBook, IncidentChange, Phase};
 use crate::ledger::Ledger;
@@ -87,6 +90,8 @@ pub struct CameraPipeline {
     last_context: Option<DateTime<Utc>>,
     /// The deployment's category code and name per event kind.
     categories: Categories,
+    /// The static-change map, when a zone's rule needs it.
+    change: Option<StaticChangeMap>,
 }
 
 impl std::fmt::Debug for CameraPipeline {
@@ -116,6 +121,7 @@ impl CameraPipeline {
             camera: camera.id.clone(),
             source,
         })?;
+        let needs_change = scene.needs_change_map();
         Ok(Self {
             camera: camera.clone(),
             tz,
@@ -129,6 +135,7 @@ impl CameraPipeline {
             last_evidence: HashMap::new(),
             last_context: None,
             categories: cfg.categories.clone(),
+            change: needs_change.then(|| StaticChangeMap::new(cfg.change.clone())),
         })
     }
 
@@ -174,7 +181,20 @@ impl CameraPipeline {
         })?;
         let tracks = self.tracker.update(frame.time, &detections);
         let (w, h) = frame.image.dimensions();
-        let report: SceneReport = self.scene.evaluate(frame.time, &tracks, w, h);
+        let statics = match &mut self.change {
+            Some(map) => {
+                // Road users are compared with nothing: they come and go.
+                let (sx, sy) = (1.0 / w as f32, 1.0 / h as f32);
+                let users: Vec<BBox> = tracks
+                    .iter()
+                    .filter(|t| t.class != ObjectClass::Other)
+                    .map(|t| t.bbox.scale(sx, sy))
+                    .collect();
+                map.update(frame.time, &frame.image, &users).to_vec()
+            }
+            None => Vec::new(),
+        };
+        let report: SceneReport = self.scene.evaluate(frame.time, &tracks, &statics, w, h);
         let scene = &self.scene;
         let dwell = |zone: &str| {
             scene

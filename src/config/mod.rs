@@ -40,6 +40,9 @@ pub struct Config {
     /// The cameras this node watches.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// The static-change map (model-free detection of new objects that stay).
+    #[serde(default)]
+    pub change: crate::change::ChangeConfig,
     /// The deployment's case codes and names per event kind, replacing the GB/T 30428.2
     /// defaults (cities' platforms number cases differently).
     #[serde(default)]
@@ -447,8 +450,22 @@ pub struct ZoneConfig {
     /// Whether the zone is armed at start (commands can switch it).
     #[serde(default = "d_true")]
     pub enabled: bool,
+    /// `garbage_watch`: smallest static change that counts, as a fraction of the frame's area
+    /// (lower finds single bags far away, higher ignores litter).
+    #[serde(default = "d_min_area")]
+    pub min_area: f32,
+    /// `garbage_watch`: which kind a pile here is reported as (`exposed_garbage`,
+    /// `debris_pile` for construction spoil, `material_pile` for piled materials).
+    #[serde(default = "d_pile_kind")]
+    pub pile_kind: crate::scene::EventKind,
 }
 
+fn d_min_area() -> f32 {
+    0.002
+}
+fn d_pile_kind() -> crate::scene::EventKind {
+    crate::scene::EventKind::ExposedGarbage
+}
 fn d_dwell() -> f64 {
     180.0
 }

@@ -199,7 +199,7 @@ pub fn merge(found: Vec<Found>, iou: f32) -> Vec<Candidate> {
         .filter(|p| {
             !whole.iter().any(|w| {
                 w.class == p.class
-                    && (contained(&p.bbox, &w.bbox) > 0.5 || p.bbox.iou(&w.bbox) > 0.3)
+                    && (p.bbox.share_inside(&w.bbox) > 0.5 || p.bbox.iou(&w.bbox) > 0.3)
             })
         })
         .collect();
@@ -231,7 +231,7 @@ pub fn merge(found: Vec<Found>, iou: f32) -> Vec<Candidate> {
     let kept = nms(whole.into_iter().chain(pieces).collect(), iou);
     let mut out: Vec<Candidate> = Vec::new();
     for c in kept {
-        let inside = |k: &Candidate| k.class == c.class && contained(&c.bbox, &k.bbox) > 0.7;
+        let inside = |k: &Candidate| k.class == c.class && c.bbox.share_inside(&k.bbox) > 0.7;
         if !out.iter().any(inside) {
             out.push(c);
         }
@@ -250,18 +250,6 @@ fn same_object(a: &BBox, b: &BBox) -> bool {
     let share_y = oy / a.height().min(b.height()).max(1.0);
     let share_x = ox / a.width().min(b.width()).max(1.0);
     share_y > 0.6 || share_x > 0.6
-}
-
-/// Share of `a`'s area inside `b`.
-fn contained(a: &BBox, b: &BBox) -> f32 {
-    let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
-    let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
-    let area = a.width() * a.height();
-    if area <= 0.0 {
-        0.0
-    } else {
-        w * h / area
-    }
 }
 
 #[cfg(test)]

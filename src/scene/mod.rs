@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::change::StaticObject;
 use crate::config::{CameraConfig, VehicleClass, ZoneConfig};
 use crate::detector::ObjectClass;
 use crate::geometry::{point_in_polygon, BBox, Point};
@@ -34,7 +35,18 @@ pub enum ZoneKind {
 impl ZoneKind {
     /// Whether this version acts on the kind (the others are reserved and refused by `check`).
     pub fn is_supported(self) -> bool {
-        matches!(self, ZoneKind::NoParking | ZoneKind::Ignore)
+        matches!(
+            self,
+            ZoneKind::NoParking | ZoneKind::GarbageWatch | ZoneKind::Ignore
+        )
+    }
+
+    /// Whether the rule looks at the static-change map.
+    pub fn needs_change_map(self) -> bool {
+        matches!(
+            self,
+            ZoneKind::GarbageWatch | ZoneKind::NoVending | ZoneKind::Shopfront
+        )
     }
 }
 
@@ -195,11 +207,17 @@ impl Scene {
         }
     }
 
-    /// Evaluates the rules for the tracks of one frame at `time`.
+    /// Whether any zone's rule looks at the static-change map.
+    pub fn needs_change_map(&self) -> bool {
+        self.zones.iter().any(|z| z.config.kind.needs_change_map())
+    }
+
+    /// Evaluates the rules for the tracks and static objects of one frame at `time`.
     pub fn evaluate(
         &mut self,
         time: DateTime<Utc>,
         tracks: &[Track],
+        statics: &[StaticObject],
         frame_w: u32,
         frame_h: u32,
     ) -> SceneReport {
@@ -249,9 +267,51 @@ impl Scene {
                 });
             }
         }
+        // Road users are not garbage: a static change where a vehicle or person is tracked is them.
+        let users: Vec<BBox> = tracks
+            .iter()
+            .filter(|t| t.class != ObjectClass::Other)
+            .map(|t| t.bbox.scale(sx, sy))
+            .collect();
+        for obj in statics {
+            let explained = users
+                .iter()
+                .any(|u| u.iou(&obj.bbox) > 0.3 || obj.bbox.share_inside(u) > 0.5);
+            let masked = self
+                .zones
+                .iter()
+                .any(|z| z.config.kind == ZoneKind::Ignore && z.enabled && z.contains(&obj.bbox));
+            if explained || masked {
+                continue;
+            }
+            for zone in &self.zones {
+                let Some(armed) = self.armed_since.get(&zone.config.id) else {
+                    continue;
+                };
+                if zone.config.kind != ZoneKind::GarbageWatch
+                    || obj.area < zone.config.min_area
+                    || !zone.contains(&obj.bbox)
+                {
+                    continue;
+                }
+                report.violations.push(Violation {
+                    zone_id: zone.config.id.clone(),
+                    kind: zone.config.pile_kind,
+                    track_id: STATIC_ID_BASE + obj.id,
+                    label: "static_object".into(),
+                    score: obj.confidence,
+                    bbox: obj.bbox,
+                    since: obj.since.max(*armed),
+                    seen_now: true,
+                });
+            }
+        }
         report
     }
 }
+
+/// Ids of static objects in violations and messages start here, apart from track ids.
+pub const STATIC_ID_BASE: u64 = 1 << 32;
 
 /// The event a resting object of this class raises in this zone, if any.
 fn parking_kind(zone: &Zone, class: ObjectClass) -> Option<EventKind> {

@@ -11,7 +11,6 @@ use chrono_tz::Tz;
 use crate::change::StaticChangeMap;
 use crate::config::{CameraConfig, Categories, DetectRegions, LoadedConfig};
 use crate::detector::regions::{zone_regions, Region};
-use crate::detector::ObjectClass;
 use crate::detector::{DetectTiming, Detection, Detector};
 use crate::event::{self, EventMessage, Recurrence};
 use crate::evidence::{Annotation, EvidenceStore};
@@ -116,6 +115,7 @@ impl CameraPipeline {
                 camera: camera.id.clone(),
                 why: e.to_string(),
             })?;
+        let scene = scene.with_rules(cfg.rules.clone());
         let storage = loaded.storage_dir();
         let ledger = Ledger::open(&storage).map_err(|source| PipelineError::Ledger {
             camera: camera.id.clone(),
@@ -187,7 +187,7 @@ impl CameraPipeline {
                 let (sx, sy) = (1.0 / w as f32, 1.0 / h as f32);
                 let users: Vec<BBox> = tracks
                     .iter()
-                    .filter(|t| t.class != ObjectClass::Other)
+                    .filter(|t| t.class.is_road_user())
                     .map(|t| t.bbox.scale(sx, sy))
                     .collect();
                 map.update(frame.time, &frame.image, &users).to_vec()

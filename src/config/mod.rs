@@ -40,6 +40,9 @@ pub struct Config {
     /// The cameras this node watches.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// Settings of the vending, pile and shopfront rules.
+    #[serde(default)]
+    pub rules: crate::scene::RuleConfig,
     /// The static-change map (model-free detection of new objects that stay).
     #[serde(default)]
     pub change: crate::change::ChangeConfig,

@@ -224,6 +224,12 @@ pub struct Manifest {
     /// Labels that are people.
     #[serde(default)]
     pub people: Vec<String>,
+    /// Labels that are vendors' stalls or carts (street vending without a person needed).
+    #[serde(default)]
+    pub stalls: Vec<String>,
+    /// Labels that are garbage, bags, debris (piles without the static-change map).
+    #[serde(default)]
+    pub garbage: Vec<String>,
 }
 
 fn d_layout() -> Layout {

@@ -33,8 +33,22 @@ pub enum ObjectClass {
     NonmotorVehicle,
     /// A person.
     Person,
+    /// A vendor's stall or cart, for models trained on them (manifest `stalls`).
+    Stall,
+    /// Garbage, bags, debris, for models trained on them (manifest `garbage`).
+    Garbage,
     /// Anything else the model names.
     Other,
+}
+
+impl ObjectClass {
+    /// Vehicles and people: they come and go, and are never part of the scene.
+    pub fn is_road_user(self) -> bool {
+        matches!(
+            self,
+            ObjectClass::MotorVehicle | ObjectClass::NonmotorVehicle | ObjectClass::Person
+        )
+    }
 }
 
 /// One detected object in frame pixels.
@@ -285,6 +299,10 @@ impl Detector {
                     ObjectClass::NonmotorVehicle
                 } else if manifest.people.contains(l) {
                     ObjectClass::Person
+                } else if manifest.stalls.contains(l) {
+                    ObjectClass::Stall
+                } else if manifest.garbage.contains(l) {
+                    ObjectClass::Garbage
                 } else {
                     ObjectClass::Other
                 }

@@ -1,5 +1,6 @@
 //! Scene: a camera's zones with their schedules, and the rules that turn tracks into violations.
 
+mod rules;
 mod schedule;
 
 use std::collections::HashMap;
@@ -9,11 +10,11 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::change::StaticObject;
-use crate::config::{CameraConfig, VehicleClass, ZoneConfig};
-use crate::detector::ObjectClass;
+use crate::config::{CameraConfig, ZoneConfig};
 use crate::geometry::{point_in_polygon, BBox, Point};
 use crate::tracker::Track;
 
+pub use rules::{RuleConfig, Thing};
 pub use schedule::{DateList, Schedule, ScheduleError};
 
 /// What a zone watches for.
@@ -37,7 +38,11 @@ impl ZoneKind {
     pub fn is_supported(self) -> bool {
         matches!(
             self,
-            ZoneKind::NoParking | ZoneKind::GarbageWatch | ZoneKind::Ignore
+            ZoneKind::NoParking
+                | ZoneKind::GarbageWatch
+                | ZoneKind::Shopfront
+                | ZoneKind::NoVending
+                | ZoneKind::Ignore
         )
     }
 
@@ -167,6 +172,7 @@ pub struct SceneReport {
 pub struct Scene {
     zones: Vec<Zone>,
     tz: Tz,
+    rules: RuleConfig,
     /// When each armed zone became armed (frame time), to start dwell no earlier than that.
     armed_since: HashMap<String, DateTime<Utc>>,
 }
@@ -183,7 +189,14 @@ impl Scene {
             zones,
             tz,
             armed_since: HashMap::new(),
+            rules: RuleConfig::default(),
         })
+    }
+
+    /// The same scene with these rule settings.
+    pub fn with_rules(mut self, rules: RuleConfig) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// The zones.
@@ -232,100 +245,73 @@ impl Scene {
                 self.armed_since.remove(id);
             }
         }
-        let (sx, sy) = (1.0 / frame_w as f32, 1.0 / frame_h as f32);
-        for track in tracks {
-            let Some(rest_since) = track.stationary_since else {
-                continue;
-            };
-            let bbox = track.bbox.scale(sx, sy);
-            let masked = self
-                .zones
-                .iter()
-                .any(|z| z.config.kind == ZoneKind::Ignore && z.enabled && z.contains(&bbox));
-            if masked {
-                continue;
-            }
-            for zone in &self.zones {
-                let Some(armed) = self.armed_since.get(&zone.config.id) else {
-                    continue;
-                };
-                let Some(kind) = parking_kind(zone, track.class) else {
-                    continue;
-                };
-                if !zone.contains(&bbox) {
-                    continue;
-                }
-                report.violations.push(Violation {
-                    zone_id: zone.config.id.clone(),
-                    kind,
-                    track_id: track.id,
-                    label: track.label.clone(),
-                    score: track.score,
-                    bbox,
-                    since: rest_since.max(*armed),
-                    seen_now: track.seen_now,
-                });
-            }
-        }
-        // Road users are not garbage: a static change where a vehicle or person is tracked is them.
-        let users: Vec<BBox> = tracks
-            .iter()
-            .filter(|t| t.class != ObjectClass::Other)
-            .map(|t| t.bbox.scale(sx, sy))
-            .collect();
-        for obj in statics {
-            let explained = users
-                .iter()
-                .any(|u| u.iou(&obj.bbox) > 0.3 || obj.bbox.share_inside(u) > 0.5);
-            let masked = self
-                .zones
-                .iter()
-                .any(|z| z.config.kind == ZoneKind::Ignore && z.enabled && z.contains(&obj.bbox));
-            if explained || masked {
-                continue;
-            }
-            for zone in &self.zones {
-                let Some(armed) = self.armed_since.get(&zone.config.id) else {
-                    continue;
-                };
-                if zone.config.kind != ZoneKind::GarbageWatch
-                    || obj.area < zone.config.min_area
-                    || !zone.contains(&obj.bbox)
-                {
-                    continue;
-                }
-                report.violations.push(Violation {
-                    zone_id: zone.config.id.clone(),
-                    kind: zone.config.pile_kind,
-                    track_id: STATIC_ID_BASE + obj.id,
-                    label: "static_object".into(),
-                    score: obj.confidence,
-                    bbox: obj.bbox,
-                    since: obj.since.max(*armed),
-                    seen_now: true,
-                });
+        let things = self.resting_things(tracks, statics, frame_w, frame_h);
+        for zone in &self.zones {
+            if let Some(armed) = self.armed_since.get(&zone.config.id) {
+                report
+                    .violations
+                    .extend(rules::violations(zone, *armed, &things, &self.rules));
             }
         }
         report
+    }
+
+    /// Everything at rest this frame, outside `ignore` zones: stationary tracks, and static
+    /// changes that no tracked road user explains.
+    fn resting_things(
+        &self,
+        tracks: &[Track],
+        statics: &[StaticObject],
+        frame_w: u32,
+        frame_h: u32,
+    ) -> Vec<Thing> {
+        let (sx, sy) = (1.0 / frame_w as f32, 1.0 / frame_h as f32);
+        let ignored = |b: &BBox| {
+            self.zones
+                .iter()
+                .any(|z| z.config.kind == ZoneKind::Ignore && z.enabled && z.contains(b))
+        };
+        let mut things: Vec<Thing> = tracks
+            .iter()
+            .filter_map(|t| {
+                let since = t.stationary_since?;
+                let bbox = t.bbox.scale(sx, sy);
+                (!ignored(&bbox)).then(|| Thing {
+                    id: t.id,
+                    label: t.label.clone(),
+                    class: Some(t.class),
+                    score: t.score,
+                    area: bbox.area(),
+                    bbox,
+                    since,
+                    seen_now: t.seen_now,
+                })
+            })
+            .collect();
+        // Road users are not piles: a static change where a vehicle or person is tracked is them.
+        let users: Vec<BBox> = tracks
+            .iter()
+            .filter(|t| t.class.is_road_user())
+            .map(|t| t.bbox.scale(sx, sy))
+            .collect();
+        things.extend(statics.iter().filter_map(|o| {
+            let explained = users
+                .iter()
+                .any(|u| u.iou(&o.bbox) > 0.3 || o.bbox.share_inside(u) > 0.5);
+            (!explained && !ignored(&o.bbox)).then(|| Thing {
+                id: STATIC_ID_BASE + o.id,
+                label: "static_object".into(),
+                class: None,
+                score: o.confidence,
+                area: o.area,
+                bbox: o.bbox,
+                since: o.since,
+                seen_now: true,
+            })
+        }));
+        things
     }
 }
 
 /// Ids of static objects in violations and messages start here, apart from track ids.
 pub const STATIC_ID_BASE: u64 = 1 << 32;
-
-/// The event a resting object of this class raises in this zone, if any.
-fn parking_kind(zone: &Zone, class: ObjectClass) -> Option<EventKind> {
-    if zone.config.kind != ZoneKind::NoParking {
-        return None;
-    }
-    let forbids = |v: VehicleClass| zone.config.vehicles.contains(&v);
-    match class {
-        ObjectClass::MotorVehicle if forbids(VehicleClass::Motor) => {
-            Some(EventKind::IllegalParking)
-        }
-        ObjectClass::NonmotorVehicle if forbids(VehicleClass::Nonmotor) => {
-            Some(EventKind::NonmotorParking)
-        }
-        _ => None,
-    }
-}

@@ -77,6 +77,12 @@ pub struct ZoneRef {
     pub grid: String,
     /// Responsible unit.
     pub responsible_unit: String,
+    /// The shop responsible for a frontage (门前三包), when set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shop: String,
+    /// Who to call about the place, when set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub contact: String,
 }
 
 /// The object that caused the event.
@@ -158,6 +164,8 @@ pub fn message(
             name: zone.name.clone(),
             grid: zone.grid.clone(),
             responsible_unit: zone.responsible_unit.clone(),
+            shop: zone.shop.clone(),
+            contact: zone.contact.clone(),
         },
         object: ObjectRef {
             label: inc.label.clone(),

@@ -450,6 +450,12 @@ pub struct ZoneConfig {
     /// Unit responsible for this place.
     #[serde(default)]
     pub responsible_unit: String,
+    /// `shopfront`: the shop responsible for the frontage (门前三包), sent in events.
+    #[serde(default)]
+    pub shop: String,
+    /// Who to call about this place (the shop's phone, the grid worker), sent in events.
+    #[serde(default)]
+    pub contact: String,
     /// Whether the zone is armed at start (commands can switch it).
     #[serde(default = "d_true")]
     pub enabled: bool,

@@ -3,7 +3,7 @@
 //! frames from cameras inferring at the same time go through one inference, and each camera gets
 //! its own answer back: the graph's one box is 8 + 40 × (mean of that camera's input) wide.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use streetwatch::detector::manifest::Manifest;
@@ -19,8 +19,7 @@ fn load(batch_size: usize) -> Detector {
         batch_wait: Duration::from_millis(200),
         ..RuntimeOptions::cpu(1)
     };
-    Detector::from_manifest_with(m, &PathBuf::from(path), &runtime)
-        .unwrap_or_else(|e| panic!("{e}"))
+    Detector::from_manifest_with(m, &path, &runtime).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Width of the one box found on a 64x64 frame of grey level `v`.

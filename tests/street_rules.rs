@@ -96,8 +96,7 @@ fn check(case: &Case, messages: &[Value], t0: chrono::DateTime<chrono::Utc>) {
         );
         let last = messages
             .iter()
-            .filter(|m| m["event_id"] == new["event_id"])
-            .next_back()
+            .rfind(|m| m["event_id"] == new["event_id"])
             .unwrap();
         assert_eq!(last["type"], "end");
         if let Some(end) = end {

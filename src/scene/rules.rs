@@ -86,7 +86,11 @@ impl Thing {
             zone_id: zone.config.id.clone(),
             kind,
             track_id: self.id,
-            label: self.label.clone(),
+            label: if self.is_static_change() {
+                change_label(kind).into()
+            } else {
+                self.label.clone()
+            },
             score: self.score,
             bbox: self.bbox,
             since,
@@ -96,6 +100,15 @@ impl Thing {
 
     fn is_static_change(&self) -> bool {
         self.class.is_none()
+    }
+}
+
+/// What a static change is called in a message of this kind.
+fn change_label(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::ExposedGarbage | EventKind::DebrisPile | EventKind::MaterialPile => "pile",
+        EventKind::StreetVending | EventKind::ShopfrontSpillover => "goods",
+        EventKind::IllegalParking | EventKind::NonmotorParking => "static_object",
     }
 }
 

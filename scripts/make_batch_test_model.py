@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/models/yolo_v8_batch.onnx: a tiny graph with a DYNAMIC batch axis for the test
+"""Writes tests/models/yolo_v8_dynbatch.onnx: a tiny graph with a DYNAMIC batch axis for the test
 of batched inference across cameras (tests/batching.rs).
 
 Requirements: python3 with `onnx` and `numpy` (`pip install onnx numpy`); the generated file is
@@ -51,7 +51,7 @@ def main():
     ]
     graph = helper.make_graph(
         nodes,
-        "yolo_v8_batch",
+        "yolo_v8_dynbatch",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 64, 64])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 7, 84])],
         inits,
@@ -59,7 +59,7 @@ def main():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="streetwatch")
     model.ir_version = 7
     onnx.checker.check_model(model)
-    path = os.path.join(OUT, "yolo_v8_batch.onnx")
+    path = os.path.join(OUT, "yolo_v8_dynbatch.onnx")
     onnx.save(model, path)
     print(path)
 

@@ -1,5 +1,5 @@
 //! Batched inference across cameras: with `batch_size` > 1 and a model whose batch axis is
-//! dynamic (`tests/models/yolo_v8_batch.onnx`, made by `scripts/make_batch_test_model.py`),
+//! dynamic (`tests/models/yolo_v8_dynbatch.onnx`, made by `scripts/make_batch_test_model.py`),
 //! frames from cameras inferring at the same time go through one inference, and each camera gets
 //! its own answer back: the graph's one box is 8 + 40 × (mean of that camera's input) wide.
 
@@ -11,7 +11,7 @@ use streetwatch::detector::{Detector, RuntimeOptions};
 
 fn load(batch_size: usize) -> Detector {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models");
-    let path = dir.join("yolo_v8_batch.toml");
+    let path = dir.join("yolo_v8_dynbatch.toml");
     let mut m = Manifest::load(&path).unwrap();
     m.file = dir.join(&m.file).display().to_string();
     let runtime = RuntimeOptions {

@@ -127,28 +127,28 @@ fn garbage(scenario: &'static str, expected: &'static [(&'static str, f64, Optio
 
 #[test]
 fn a_pile_that_stays_is_exposed_garbage() {
-    run(&garbage("pile-appears", &[("exposed_garbage", 20.0, None)]));
+    run(&garbage("garbage-pile", &[("exposed_garbage", 20.0, None)]));
 }
 
 #[test]
 fn a_pile_cleared_before_the_dwell_raises_nothing() {
-    run(&garbage("pile-removed", &[]));
+    run(&garbage("garbage-cleared", &[]));
 }
 
 #[test]
 fn lighting_drift_with_noise_raises_nothing() {
-    run(&garbage("lighting-ramp", &[]));
+    run(&garbage("garbage-lighting", &[]));
 }
 
 #[test]
 fn people_walking_through_raise_nothing() {
-    run(&garbage("people-walking", &[]));
+    run(&garbage("garbage-passers", &[]));
 }
 
 #[test]
 fn a_person_standing_alone_is_not_a_vendor() {
     run(&Case {
-        scenario: "person-standing",
+        scenario: "vending-lone-person",
         zone_kind: "no_vending",
         polygon: PAVING,
         dwell: 60.0,
@@ -161,7 +161,7 @@ fn a_person_standing_alone_is_not_a_vendor() {
 #[test]
 fn goods_with_a_vendor_on_a_market_day_are_street_vending() {
     run(&Case {
-        scenario: "stall",
+        scenario: "vending-stall",
         zone_kind: "no_vending",
         polygon: PAVING,
         dwell: 60.0,
@@ -174,7 +174,7 @@ fn goods_with_a_vendor_on_a_market_day_are_street_vending() {
 #[test]
 fn the_same_stall_on_another_day_raises_nothing() {
     run(&Case {
-        scenario: "stall-non-market-day",
+        scenario: "vending-other-day",
         zone_kind: "no_vending",
         polygon: PAVING,
         dwell: 60.0,
@@ -187,7 +187,7 @@ fn the_same_stall_on_another_day_raises_nothing() {
 #[test]
 fn goods_out_on_a_frontage_name_the_shop() {
     let messages = run(&Case {
-        scenario: "shopfront-goods",
+        scenario: "shopfront-boxes",
         zone_kind: "shopfront",
         polygon: PAVING,
         dwell: 60.0,

@@ -153,7 +153,7 @@ impl StaticChangeMap {
         let dt = (t - self.last.unwrap_or(t)).max(0.0);
         self.last = Some(t);
         let masked = mask(w, h, moving);
-        let gain = self.gain(&cur, &masked);
+        let gain = self.gain_field(&cur, &masked);
         let alpha = if self.cfg.learn_seconds > 0.0 {
             (dt / self.cfg.learn_seconds).min(1.0) as f32
         } else {
@@ -164,7 +164,7 @@ impl StaticChangeMap {
             if masked[i] {
                 continue;
             }
-            let c = cur[i].map(|v| v / gain);
+            let c = cur[i].map(|v| v / gain[i]);
             let b = self.background[i];
             let diff = (0..3).map(|k| (c[k] - b[k]).abs()).fold(0f32, f32::max);
             let changed = diff > self.cfg.threshold && !is_shadow(c, b);
@@ -203,23 +203,68 @@ impl StaticChangeMap {
         &self.objects
     }
 
-    /// Median brightness ratio frame / background over unmasked pixels that are background now.
-    fn gain(&self, cur: &[[f32; 3]], masked: &[bool]) -> f32 {
+    /// Lighting gain frame / background at every pixel: the median brightness ratio over pixels
+    /// that are background now, per block of a 4 x 3 grid (each block's median taken over its
+    /// 3 x 3 neighbourhood, so no pile can dominate it), interpolated between block centres.
+    /// Follows clouds and dusk (global) and street lights coming on (smooth, local).
+    fn gain_field(&self, cur: &[[f32; 3]], masked: &[bool]) -> Vec<f32> {
+        const GX: usize = 4;
+        const GY: usize = 3;
+        let (w, h) = (self.w, self.h);
         let lum = |p: &[f32; 3]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
-        let mut ratios: Vec<f32> = (0..cur.len())
-            .step_by(3)
-            .filter(|&i| !masked[i] && self.changed_since[i].is_none())
-            .filter_map(|i| {
+        let mut samples: Vec<Vec<f32>> = vec![Vec::new(); GX * GY];
+        for y in (0..h).step_by(2) {
+            for x in (0..w).step_by(2) {
+                let i = y * w + x;
+                if masked[i] || self.changed_since[i].is_some() {
+                    continue;
+                }
                 let b = lum(&self.background[i]);
-                (b > 12.0).then(|| lum(&cur[i]) / b)
-            })
-            .collect();
-        if ratios.len() < 32 {
-            return 1.0;
+                if b > 12.0 {
+                    samples[(y * GY / h) * GX + x * GX / w].push(lum(&cur[i]) / b);
+                }
+            }
         }
-        let mid = ratios.len() / 2;
-        let (_, m, _) = ratios.select_nth_unstable_by(mid, f32::total_cmp);
-        m.clamp(0.2, 5.0)
+        let median = |mut v: Vec<f32>| -> Option<f32> {
+            if v.len() < 32 {
+                return None;
+            }
+            let mid = v.len() / 2;
+            let (_, m, _) = v.select_nth_unstable_by(mid, f32::total_cmp);
+            Some(m.clamp(0.2, 5.0))
+        };
+        let global = median(samples.concat()).unwrap_or(1.0);
+        let mut block = [[global; GX]; GY];
+        for (by, row) in block.iter_mut().enumerate() {
+            for (bx, g) in row.iter_mut().enumerate() {
+                let mut near = Vec::new();
+                for ny in by.saturating_sub(1)..(by + 2).min(GY) {
+                    for nx in bx.saturating_sub(1)..(bx + 2).min(GX) {
+                        near.extend_from_slice(&samples[ny * GX + nx]);
+                    }
+                }
+                if let Some(m) = median(near) {
+                    *g = m;
+                }
+            }
+        }
+        // Bilinear between block centres, clamped at the borders.
+        let axis = |p: usize, n: usize, len: usize| {
+            let f = ((p as f32 + 0.5) / len as f32 * n as f32 - 0.5).clamp(0.0, (n - 1) as f32);
+            let i0 = (f.floor() as usize).min(n - 1);
+            (i0, (i0 + 1).min(n - 1), f - i0 as f32)
+        };
+        let mut field = vec![global; w * h];
+        for y in 0..h {
+            let (y0, y1, fy) = axis(y, GY, h);
+            for x in 0..w {
+                let (x0, x1, fx) = axis(x, GX, w);
+                let top = block[y0][x0] * (1.0 - fx) + block[y0][x1] * fx;
+                let bottom = block[y1][x0] * (1.0 - fx) + block[y1][x1] * fx;
+                field[y * w + x] = top * (1.0 - fy) + bottom * fy;
+            }
+        }
+        field
     }
 
     fn describe(&self, pixels: &[usize], strength: &[f32]) -> (BBox, f32, f64, f32) {
@@ -483,6 +528,30 @@ mod tests {
             };
             let objs = map.update(at(s), &frame(s, gain, false, &mut rng), &[]);
             assert!(objs.is_empty(), "gain {gain} at {s}: {objs:?}");
+        }
+    }
+
+    #[test]
+    fn a_light_coming_on_over_one_side_is_not_a_change() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut map = StaticChangeMap::new(cfg());
+        for i in 0..60 {
+            let s = i as f64 * 2.0;
+            // Night: the street at half its daylight.
+            let mut img = frame(s, 0.5, false, &mut rng);
+            if s >= 20.0 {
+                // A street light comes on: twice as bright at the left edge, fading to nothing
+                // halfway across. No single gain explains that.
+                let w = img.width() as f32;
+                for (x, _, p) in img.enumerate_pixels_mut() {
+                    let g = 1.0 + (1.0 - 2.0 * x as f32 / w).max(0.0);
+                    for c in 0..3 {
+                        p[c] = (p[c] as f32 * g).min(255.0) as u8;
+                    }
+                }
+            }
+            let objs = map.update(at(s), &img, &[]);
+            assert!(objs.is_empty(), "at {s}: {objs:?}");
         }
     }
 

@@ -101,10 +101,17 @@ pub struct ObjectRef {
 /// Relapse figures for the place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Recurrence {
+    /// Earlier events of this kind in this zone in the 7 days before this one started.
+    #[serde(default)]
+    pub count_7d: u32,
     /// Earlier events of this kind in this zone in the 30 days before this one started.
     pub count_30d: u32,
     /// End of the latest earlier event there.
     pub previous_end: Option<String>,
+    /// The place filled again: an earlier event at the same place (same zone, overlapping box)
+    /// ended within the relapse window before this one started (反弹).
+    #[serde(default)]
+    pub relapse: bool,
 }
 
 /// One evidence file.

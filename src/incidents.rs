@@ -273,6 +273,7 @@ mod tests {
             update_every_seconds: 10.0,
             end_after_seconds: 5.0,
             better_evidence_margin: 0.1,
+            ..Default::default()
         };
         let mut book = IncidentBook::new("cam", cfg);
         let dwell = |_: &str| 15.0;

@@ -51,10 +51,28 @@ pub struct Ledger {
 /// Earlier incidents at a place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PlaceHistory {
+    /// Incidents that started in the 7 days before.
+    pub count_7d: u32,
     /// Incidents that started in the 30 days before.
     pub count_30d: u32,
     /// End of the latest earlier incident.
     pub previous_end: Option<DateTime<Utc>>,
+    /// An incident at the same place (same zone, overlapping box) ended within the relapse
+    /// window before this one started: the place filled again (反弹).
+    pub relapse: bool,
+}
+
+/// Where and when a new incident is, for its history.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    /// Camera id.
+    pub camera: &'a str,
+    /// Zone id.
+    pub zone: &'a str,
+    /// Event kind.
+    pub kind: &'a str,
+    /// Normalized box `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
 }
 
 impl Ledger {
@@ -97,37 +115,66 @@ impl Ledger {
         }
     }
 
-    /// Earlier incidents of `kind` in this camera's zone before `start`.
+    /// Earlier incidents of the same kind in this camera's zone before `start`; a relapse is
+    /// one whose box overlaps `place.bbox` and that ended at most `relapse_window` before.
     pub fn history(
         &self,
-        camera: &str,
-        zone: &str,
-        kind: &str,
+        place: Place<'_>,
         start: DateTime<Utc>,
+        relapse_window: chrono::Duration,
     ) -> Result<PlaceHistory, LedgerError> {
         let start_ms = start.timestamp_millis();
-        let since_ms = start_ms - 30 * 24 * 3600 * 1000;
-        let count: u32 = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*) FROM incidents WHERE camera=?1 AND zone=?2 AND kind=?3 AND start_ms>=?4 AND start_ms<?5",
-                params![camera, zone, kind, since_ms, start_ms],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
+        let day_ms = 24 * 3600 * 1000;
+        let count = |days: i64| -> Result<u32, LedgerError> {
+            self.conn
+                .query_row(
+                    "SELECT COUNT(*) FROM incidents WHERE camera=?1 AND zone=?2 AND kind=?3 AND start_ms>=?4 AND start_ms<?5",
+                    params![place.camera, place.zone, place.kind, start_ms - days * day_ms, start_ms],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))
+        };
         let previous_end: Option<i64> = self
             .conn
             .query_row(
                 "SELECT MAX(end_ms) FROM incidents WHERE camera=?1 AND zone=?2 AND kind=?3 AND end_ms IS NOT NULL AND end_ms<=?4",
-                params![camera, zone, kind, start_ms],
+                params![place.camera, place.zone, place.kind, start_ms],
                 |r| r.get(0),
             )
             .optional()
             .map_err(|e| self.err(e))?
             .flatten();
+        let mut recent = self
+            .conn
+            .prepare(
+                "SELECT x1, y1, x2, y2 FROM incidents WHERE camera=?1 AND zone=?2 AND kind=?3
+                 AND end_ms IS NOT NULL AND end_ms<=?4 AND end_ms>=?5",
+            )
+            .map_err(|e| self.err(e))?;
+        let window_ms = relapse_window.num_milliseconds();
+        let boxes = recent
+            .query_map(
+                params![
+                    place.camera,
+                    place.zone,
+                    place.kind,
+                    start_ms,
+                    start_ms - window_ms
+                ],
+                |r| Ok([r.get::<_, f64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+            )
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let b = place.bbox.map(f64::from);
+        let relapse = boxes
+            .iter()
+            .any(|o| o[0] < b[2] && b[0] < o[2] && o[1] < b[3] && b[1] < o[3]);
         Ok(PlaceHistory {
-            count_30d: count,
+            count_7d: count(7)?,
+            count_30d: count(30)?,
             previous_end: previous_end.and_then(DateTime::from_timestamp_millis),
+            relapse,
         })
     }
 
@@ -198,5 +245,51 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn history_counts_and_relapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let h = |hours: i64| (now - chrono::Duration::hours(hours)).timestamp_millis();
+        let insert = |id: &str, zone: &str, start: i64, end: i64, b: [f64; 4]| {
+            ledger
+                .conn
+                .execute(
+                    "INSERT INTO incidents (event_id, camera, zone, kind, start_ms, last_seen_ms, end_ms, x1, y1, x2, y2)
+                     VALUES (?1, 'cam', ?2, 'exposed_garbage', ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
+                    params![id, zone, start, end, b[0], b[1], b[2], b[3]],
+                )
+                .unwrap();
+        };
+        insert("a", "z", h(72), h(48), [0.1, 0.1, 0.3, 0.3]);
+        insert("b", "z", h(10), h(5), [0.2, 0.2, 0.4, 0.4]);
+        insert("c", "other", h(10), h(5), [0.2, 0.2, 0.4, 0.4]);
+        insert("d", "z", h(20 * 24), h(19 * 24), [0.8, 0.8, 0.9, 0.9]);
+        let place = |bbox| Place {
+            camera: "cam",
+            zone: "z",
+            kind: "exposed_garbage",
+            bbox,
+        };
+        let day = chrono::Duration::hours(24);
+        let same = ledger
+            .history(place([0.25, 0.25, 0.35, 0.35]), now, day)
+            .unwrap();
+        assert_eq!((same.count_7d, same.count_30d), (2, 3));
+        assert_eq!(same.previous_end.map(|t| t.timestamp_millis()), Some(h(5)));
+        assert!(same.relapse, "b ended 5 h ago at an overlapping place");
+        let elsewhere = ledger
+            .history(place([0.6, 0.1, 0.7, 0.2]), now, day)
+            .unwrap();
+        assert!(!elsewhere.relapse, "no overlapping box");
+        let short = chrono::Duration::hours(1);
+        assert!(
+            !ledger
+                .history(place([0.25, 0.25, 0.35, 0.35]), now, short)
+                .unwrap()
+                .relapse
+        );
     }
 }

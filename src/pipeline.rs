@@ -17,7 +17,7 @@ use crate::evidence::{Annotation, EvidenceStore};
 use crate::geometry::BBox;
 use crate::geometry::Point;
 use crate::incidents::{EndReason, IncidentBook, IncidentChange, Phase};
-use crate::ledger::Ledger;
+use crate::ledger::{self, Ledger};
 use crate::scene::{Scene, SceneReport, ZoneKind};
 use crate::source::Frame;
 use crate::tracker::{Track, Tracker};
@@ -91,6 +91,8 @@ pub struct CameraPipeline {
     categories: Categories,
     /// The static-change map, when a zone's rule needs it.
     change: Option<StaticChangeMap>,
+    /// How soon after an earlier event's end a new one at the same place is a relapse.
+    relapse_window: chrono::Duration,
 }
 
 impl std::fmt::Debug for CameraPipeline {
@@ -136,6 +138,9 @@ impl CameraPipeline {
             last_context: None,
             categories: cfg.categories.clone(),
             change: needs_change.then(|| StaticChangeMap::new(cfg.change.clone())),
+            relapse_window: chrono::Duration::milliseconds(
+                (cfg.incidents.relapse_window_seconds * 1000.0) as i64,
+            ),
         })
     }
 
@@ -258,7 +263,16 @@ impl CameraPipeline {
             if change.phase == Phase::New {
                 let history = self
                     .ledger
-                    .history(&self.camera.id, &inc.zone_id, inc.kind.as_str(), inc.start)
+                    .history(
+                        ledger::Place {
+                            camera: &self.camera.id,
+                            zone: &inc.zone_id,
+                            kind: inc.kind.as_str(),
+                            bbox: [inc.bbox.x1, inc.bbox.y1, inc.bbox.x2, inc.bbox.y2],
+                        },
+                        inc.start,
+                        self.relapse_window,
+                    )
                     .unwrap_or_else(|e| {
                         tracing::error!("{e}; sending the event without recurrence");
                         Default::default()
@@ -266,8 +280,10 @@ impl CameraPipeline {
                 self.recurrence.insert(
                     inc.event_id.clone(),
                     Recurrence {
+                        count_7d: history.count_7d,
                         count_30d: history.count_30d,
                         previous_end: history.previous_end.map(|t| event::local_time(t, self.tz)),
+                        relapse: history.relapse,
                     },
                 );
             }

@@ -550,6 +550,8 @@ fn real_messages() -> Vec<EventMessage> {
         })
         .to_vec();
     let recurrence = Recurrence {
+        count_7d: 1,
+        relapse: true,
         count_30d: 3,
         previous_end: Some(event::local_time(t("2026-11-21T18:02:10+08:00"), tz)),
     };

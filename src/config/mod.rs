@@ -306,6 +306,10 @@ pub struct IncidentConfig {
     /// Send an extra `update` when a frame's score beats the evidence's by this much.
     #[serde(default = "d_better_evidence")]
     pub better_evidence_margin: f32,
+    /// A new event at the same place (same zone, overlapping box) as one that ended at most
+    /// this long before is a relapse (反弹).
+    #[serde(default = "d_relapse_window")]
+    pub relapse_window_seconds: f64,
 }
 
 impl Default for IncidentConfig {
@@ -314,6 +318,7 @@ impl Default for IncidentConfig {
             update_every_seconds: d_update_every(),
             end_after_seconds: d_end_after(),
             better_evidence_margin: d_better_evidence(),
+            relapse_window_seconds: d_relapse_window(),
         }
     }
 }
@@ -323,6 +328,9 @@ fn d_update_every() -> f64 {
 }
 fn d_end_after() -> f64 {
     30.0
+}
+fn d_relapse_window() -> f64 {
+    24.0 * 3600.0
 }
 fn d_better_evidence() -> f32 {
     0.1

@@ -78,7 +78,7 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     // timer later, so they are refused here, where the line can be named.
     let t = &cfg.tracker;
     let i = &cfg.incidents;
-    let numbers: [(&'static str, &'static str, f64, f64, f64); 11] = [
+    let numbers: [(&'static str, &'static str, f64, f64, f64); 12] = [
         (
             "mqtt",
             "stats_every_seconds",
@@ -130,6 +130,13 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             i.end_after_seconds,
             0.0,
             86_400.0,
+        ),
+        (
+            "incidents",
+            "relapse_window_seconds",
+            i.relapse_window_seconds,
+            0.0,
+            365.0 * 86_400.0,
         ),
         (
             "incidents",

@@ -73,6 +73,10 @@ pub fn camera_worker(
             return;
         }
     };
+    for m in pipeline.recover() {
+        log_event(&m);
+        let _ = tx.send(Outbound::Event(m));
+    }
     for zone in &cam.zones {
         let _ = tx.send(Outbound::ZoneState {
             camera: cam.id.clone(),

@@ -34,6 +34,9 @@ pub enum EndReason {
     ZoneDisabled,
     /// The stream ended (end of a replayed clip, or shutdown).
     StreamEnded,
+    /// The process stopped while the event was open (crash, power cut, kill); the event is
+    /// ended at its last sighting when the camera starts again.
+    Interrupted,
 }
 
 /// An open or just-ended incident.

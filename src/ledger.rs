@@ -178,6 +178,26 @@ impl Ledger {
         })
     }
 
+    /// The latest message of each incident of `camera` still open in the ledger: events the
+    /// process did not end because it was stopped (crash, power cut, kill).
+    pub fn unfinished(&self, camera: &str) -> Result<Vec<String>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.payload FROM incidents i JOIN messages m ON m.event_id = i.event_id
+                 WHERE i.camera = ?1 AND i.end_ms IS NULL
+                 AND m.seq = (SELECT MAX(seq) FROM messages WHERE event_id = i.event_id)
+                 ORDER BY i.start_ms",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![camera], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
     /// Records a message and the incident state it carries.
     pub fn record(
         &self,

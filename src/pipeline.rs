@@ -246,6 +246,46 @@ impl CameraPipeline {
         regions
     }
 
+    /// Ends the events this camera left open when the process last stopped without ending them
+    /// (crash, power cut, kill): each gets an `end` at its last sighting with reason
+    /// `interrupted`, so the command center and the ledger have no event open forever.
+    pub fn recover(&mut self) -> Vec<EventMessage> {
+        let unfinished = self.ledger.unfinished(&self.camera.id).unwrap_or_else(|e| {
+            tracing::error!(camera = %self.camera.id, "{e}; open events of the last run stay open");
+            Vec::new()
+        });
+        let time = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let mut out = Vec::new();
+        for payload in unfinished {
+            let Ok(mut msg) = serde_json::from_str::<EventMessage>(&payload) else {
+                tracing::error!(camera = %self.camera.id, "unreadable message in the ledger: {payload}");
+                continue;
+            };
+            let (Some(start), Some(last_seen)) = (time(&msg.start_time), time(&msg.last_seen))
+            else {
+                continue;
+            };
+            msg.phase = Phase::End;
+            msg.seq += 1;
+            msg.end_time = Some(msg.last_seen.clone());
+            msg.end_reason = Some(EndReason::Interrupted);
+            if let Err(e) = self.ledger.record(&msg, start, last_seen, Some(last_seen)) {
+                tracing::error!("{e}; the end is still sent");
+            }
+            tracing::warn!(
+                camera = %self.camera.id,
+                event_id = %msg.event_id,
+                "ending an event left open by the last run (interrupted)"
+            );
+            out.push(msg);
+        }
+        out
+    }
+
     /// Ends every open incident (end of clip, shutdown).
     pub fn finish(&mut self, now: DateTime<Utc>, reason: EndReason) -> Vec<EventMessage> {
         let changes = self.incidents.finish(now, reason);

@@ -77,6 +77,9 @@ pub struct ZoneRef {
     pub grid: String,
     /// Responsible unit.
     pub responsible_unit: String,
+    /// The road section (路段), when set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub road_section: String,
     /// The shop responsible for a frontage (门前三包), when set.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub shop: String,
@@ -171,6 +174,7 @@ pub fn message(
             name: zone.name.clone(),
             grid: zone.grid.clone(),
             responsible_unit: zone.responsible_unit.clone(),
+            road_section: zone.road_section.clone(),
             shop: zone.shop.clone(),
             contact: zone.contact.clone(),
         },

@@ -71,6 +71,16 @@ detect_every_seconds = {EVERY}
         false,
     );
     check(case, &messages, truth.start_time);
+    // Every message of every kind is valid against the schema kept in the repo.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(support::root().join("docs/schema/event.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for m in &messages {
+        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{m:#}\n{errors:#?}");
+    }
     messages
 }
 
@@ -192,12 +202,13 @@ fn goods_out_on_a_frontage_name_the_shop() {
         polygon: PAVING,
         dwell: 60.0,
         schedule: "",
-        extra_zone: "shop = \"老王杂货店\"\n  contact = \"138-0000-0000\"",
+        extra_zone: "shop = \"老王杂货店\"\n  contact = \"138-0000-0000\"\n  road_section = \"解放路(人民路-建设路)\"",
         expected: &[("shopfront_spillover", 20.0, None)],
     });
     for m in &messages {
         assert_eq!(m["zone"]["shop"], "老王杂货店");
         assert_eq!(m["zone"]["contact"], "138-0000-0000");
+        assert_eq!(m["zone"]["road_section"], "解放路(人民路-建设路)");
         assert_eq!(m["category"]["code"], "05-04");
     }
 }

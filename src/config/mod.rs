@@ -458,6 +458,9 @@ pub struct ZoneConfig {
     /// Unit responsible for this place.
     #[serde(default)]
     pub responsible_unit: String,
+    /// The road section (路段) the place is on, sent in events for rankings by road.
+    #[serde(default)]
+    pub road_section: String,
     /// `shopfront`: the shop responsible for the frontage (门前三包), sent in events.
     #[serde(default)]
     pub shop: String,

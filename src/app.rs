@@ -50,18 +50,22 @@ pub fn camera_worker(
     stop: Arc<AtomicBool>,
 ) {
     let tz = loaded.camera_tz(cam);
-    let send_status =
-        |state: CameraState, fps: f64, last: Option<DateTime<Utc>>, error: Option<String>| {
-            let _ = tx.send(Outbound::CameraStatus {
-                camera: cam.id.clone(),
-                status: CameraStatus {
-                    state,
-                    fps,
-                    last_frame_time: last.map(|t| event::local_time(t, tz)),
-                    error,
-                },
-            });
-        };
+    let send_status = |state: CameraState,
+                       fps: f64,
+                       last: Option<DateTime<Utc>>,
+                       error: Option<String>,
+                       storage_error: Option<String>| {
+        let _ = tx.send(Outbound::CameraStatus {
+            camera: cam.id.clone(),
+            status: CameraStatus {
+                state,
+                fps,
+                last_frame_time: last.map(|t| event::local_time(t, tz)),
+                error,
+                storage_error,
+            },
+        });
+    };
     let pipeline =
         detector.and_then(|d| CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string()));
     let mut pipeline = match pipeline {
@@ -69,14 +73,11 @@ pub fn camera_worker(
         Err(e) => {
             tracing::error!(camera = %cam.id, "camera not started: {e}");
             stats.update(&cam.id, |s| s.state = CameraState::Offline);
-            send_status(CameraState::Offline, 0.0, None, Some(e));
+            send_status(CameraState::Offline, 0.0, None, Some(e), None);
             return;
         }
     };
-    for m in pipeline.recover() {
-        log_event(&m);
-        let _ = tx.send(Outbound::Event(m));
-    }
+    pipeline.recover();
     for zone in &cam.zones {
         let _ = tx.send(Outbound::ZoneState {
             camera: cam.id.clone(),
@@ -95,6 +96,7 @@ pub fn camera_worker(
     };
     // Both callbacks read these; the feed calls them one at a time.
     let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);
+    let storage_error: RefCell<Option<String>> = RefCell::new(None);
     let fps = RefCell::new(FpsMeter::default());
     let mut on_status = |s: StatusChange| {
         tracing::info!(camera = %cam.id, state = ?s.state, error = ?s.error, "camera status");
@@ -104,7 +106,13 @@ pub fn camera_worker(
             }
             st.state = s.state;
         });
-        send_status(s.state, fps.borrow().value(), last_time.get(), s.error);
+        send_status(
+            s.state,
+            fps.borrow().value(),
+            last_time.get(),
+            s.error,
+            storage_error.borrow().clone(),
+        );
     };
     let mut on_frame = |frame: source::Frame| {
         fps.borrow_mut().tick();
@@ -121,6 +129,19 @@ pub fn camera_worker(
                 for m in outcome.messages {
                     log_event(&m);
                     let _ = tx.send(Outbound::Event(m));
+                }
+                // The status topic says when evidence cannot be written, and when it can again.
+                let now_error = pipeline.storage_error().map(str::to_string);
+                if *storage_error.borrow() != now_error {
+                    storage_error.replace(now_error.clone());
+                    stats.update(&cam.id, |s| s.storage_error = now_error.clone());
+                    send_status(
+                        CameraState::Online,
+                        fps.borrow().value(),
+                        Some(frame.time),
+                        None,
+                        now_error,
+                    );
                 }
             }
             Err(e) => tracing::error!(camera = %cam.id, "frame skipped: {e}"),
@@ -181,6 +202,7 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
         let (tx, _delivery, publisher) = start_mqtt(&loaded)?;
         let stats = StatsBoard::default();
         let handles = spawn_cameras(&loaded, &tx, &stats, &stop);
+        let retention = spawn_retention(&loaded, &stop);
         let stats_task = tokio::spawn(publish_stats(
             stats,
             tx.clone(),
@@ -190,13 +212,57 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
         stats_task.abort();
         tracing::info!("shutting down");
         stop.store(true, Ordering::Relaxed);
-        for h in handles {
+        for h in handles.into_iter().chain(retention) {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         drop(tx);
         let _ = publisher.await;
         Ok(())
     })
+}
+
+/// Runs the evidence retention sweep at start and every `evidence.sweep_every_seconds`, on the
+/// wall clock (retention is about days on disk, not video time); none with `retention_days = 0`.
+fn spawn_retention(
+    loaded: &LoadedConfig,
+    stop: &Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let cfg = loaded.config.evidence.clone();
+    if cfg.retention_days <= 0.0 {
+        return None;
+    }
+    let (storage, stop) = (loaded.storage_dir(), stop.clone());
+    let retention = chrono::Duration::seconds((cfg.retention_days * 86_400.0) as i64);
+    let spawned = std::thread::Builder::new()
+        .name("evidence-retention".into())
+        .spawn(move || {
+            let ledger = match crate::ledger::Ledger::open(&storage) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("evidence retention not running: {e}");
+                    return;
+                }
+            };
+            while !stop.load(Ordering::Relaxed) {
+                match crate::retention::sweep(&ledger, Utc::now(), retention) {
+                    Ok(s) if s.deleted + s.already_gone > 0 => tracing::info!(
+                        "evidence retention: deleted {} file(s), {} KiB, of events ended over {} days ago",
+                        s.deleted,
+                        s.freed_bytes / 1024,
+                        cfg.retention_days
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("evidence retention: {e}"),
+                }
+                let next = Instant::now() + Duration::from_secs_f64(cfg.sweep_every_seconds);
+                while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        });
+    spawned
+        .map_err(|e| tracing::error!("cannot start the evidence retention thread: {e}"))
+        .ok()
 }
 
 async fn wait_for_shutdown() {

@@ -46,6 +46,9 @@ pub struct EventMessage {
     pub recurrence: Recurrence,
     /// Evidence files (frame with overlay, crop); empty when this message brings none.
     pub evidence: Vec<EvidenceRef>,
+    /// Why this event has no evidence photo (disk full, folder not writable); null when it has.
+    #[serde(default)]
+    pub evidence_missing: Option<String>,
 }
 
 /// Category code and name.
@@ -191,5 +194,6 @@ pub fn message(
         dwell_seconds: ((inc.last_seen - inc.start).num_milliseconds() as f64 / 1000.0).max(0.0),
         recurrence,
         evidence,
+        evidence_missing: None,
     }
 }

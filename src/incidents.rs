@@ -22,6 +22,17 @@ pub enum Phase {
     End,
 }
 
+impl Phase {
+    /// The name in messages and the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::New => "new",
+            Phase::Update => "update",
+            Phase::End => "end",
+        }
+    }
+}
+
 /// Why an incident ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +48,19 @@ pub enum EndReason {
     /// The process stopped while the event was open (crash, power cut, kill); the event is
     /// ended at its last sighting when the camera starts again.
     Interrupted,
+}
+
+impl EndReason {
+    /// The name in messages and the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::ObjectLeft => "object_left",
+            EndReason::ScheduleEnded => "schedule_ended",
+            EndReason::ZoneDisabled => "zone_disabled",
+            EndReason::StreamEnded => "stream_ended",
+            EndReason::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// An open or just-ended incident.
@@ -68,6 +92,34 @@ pub struct Incident {
     last_sent: DateTime<Utc>,
     /// Score of the frame the current evidence was taken from.
     evidence_score: f32,
+}
+
+impl Incident {
+    /// An incident of an earlier run found still in place after a restart: it keeps its id,
+    /// start and sequence, and continues from `now` with the object as seen now.
+    pub fn resumed(
+        event_id: String,
+        seq: u32,
+        start: DateTime<Utc>,
+        now: DateTime<Utc>,
+        v: &Violation,
+    ) -> Self {
+        Self {
+            event_id,
+            kind: v.kind,
+            zone_id: v.zone_id.clone(),
+            track_id: v.track_id,
+            label: v.label.clone(),
+            score: v.score,
+            bbox: v.bbox,
+            start,
+            last_seen: now,
+            end: None,
+            seq,
+            last_sent: now,
+            evidence_score: v.score,
+        }
+    }
 }
 
 /// One message to send about an incident.
@@ -102,6 +154,17 @@ impl IncidentBook {
     /// Open incidents.
     pub fn open(&self) -> &[Incident] {
         &self.open
+    }
+
+    /// Takes over an incident resumed after a restart and returns its `update` (with evidence).
+    pub fn adopt(&mut self, mut inc: Incident) -> IncidentChange {
+        inc.seq += 1;
+        self.open.push(inc.clone());
+        IncidentChange {
+            phase: Phase::Update,
+            incident: inc,
+            take_evidence: true,
+        }
     }
 
     /// Advances the book with the scene report of the frame at `now`.

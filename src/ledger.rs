@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::event::EventMessage;
+use crate::incidents::Phase;
 
 /// A ledger failure.
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +19,10 @@ pub struct LedgerError {
     pub why: String,
 }
 
-/// Versioned schema steps; index + 1 is the version after the step.
-const MIGRATIONS: &[&str] = &[r#"
+/// Versioned schema steps; index + 1 is the version after the step. Never edit a step that has
+/// shipped: add one.
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE incidents (
         event_id TEXT PRIMARY KEY,
         camera TEXT NOT NULL,
@@ -39,7 +42,71 @@ const MIGRATIONS: &[&str] = &[r#"
         payload TEXT NOT NULL,
         PRIMARY KEY (event_id, seq)
     );
-"#];
+"#,
+    // v2: every field of the incident (who is responsible, what was seen, its recurrence), its
+    // evidence files and its state changes; filled in for v1 incidents from their latest message.
+    r#"
+    ALTER TABLE incidents ADD COLUMN camera_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN zone_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN grid TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN responsible_unit TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN road_section TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN shop TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN contact TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN category_code TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN category_name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN label TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN score REAL NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN track_id INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN relapse INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN count_7d INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN count_30d INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN previous_end TEXT;
+    UPDATE incidents SET
+        (camera_name, zone_name, grid, responsible_unit, road_section, shop, contact,
+         category_code, category_name, label, score, track_id, last_seq, relapse, count_7d,
+         count_30d, previous_end) =
+        (SELECT json_extract(m.payload, '$.camera.name'), json_extract(m.payload, '$.zone.name'),
+                json_extract(m.payload, '$.zone.grid'), json_extract(m.payload, '$.zone.responsible_unit'),
+                coalesce(json_extract(m.payload, '$.zone.road_section'), ''),
+                coalesce(json_extract(m.payload, '$.zone.shop'), ''),
+                coalesce(json_extract(m.payload, '$.zone.contact'), ''),
+                json_extract(m.payload, '$.category.code'), json_extract(m.payload, '$.category.name'),
+                json_extract(m.payload, '$.object.label'), json_extract(m.payload, '$.object.score'),
+                json_extract(m.payload, '$.object.track_id'), m.seq,
+                coalesce(json_extract(m.payload, '$.recurrence.relapse'), 0),
+                coalesce(json_extract(m.payload, '$.recurrence.count_7d'), 0),
+                coalesce(json_extract(m.payload, '$.recurrence.count_30d'), 0),
+                json_extract(m.payload, '$.recurrence.previous_end')
+         FROM messages m WHERE m.event_id = incidents.event_id ORDER BY m.seq DESC LIMIT 1)
+        WHERE EXISTS (SELECT 1 FROM messages m WHERE m.event_id = incidents.event_id);
+    -- v1 wrote reasons in Rust's spelling; the wire name is what every reader expects.
+    UPDATE incidents SET end_reason = CASE end_reason
+        WHEN 'ObjectLeft' THEN 'object_left' WHEN 'ScheduleEnded' THEN 'schedule_ended'
+        WHEN 'ZoneDisabled' THEN 'zone_disabled' WHEN 'StreamEnded' THEN 'stream_ended'
+        WHEN 'Interrupted' THEN 'interrupted' ELSE end_reason END;
+    CREATE INDEX incidents_start ON incidents (start_ms);
+    CREATE TABLE evidence (
+        path TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        deleted_ms INTEGER
+    );
+    CREATE INDEX evidence_event ON evidence (event_id);
+    CREATE TABLE state_changes (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX state_changes_event ON state_changes (event_id, id);
+"#,
+];
 
 /// The ledger database.
 #[derive(Debug)]
@@ -62,6 +129,77 @@ pub struct PlaceHistory {
     pub relapse: bool,
 }
 
+/// An evidence file known to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceFile {
+    /// Path as written in the event message.
+    pub path: String,
+    /// The incident it shows.
+    pub event_id: String,
+}
+
+/// One incident as the ledger keeps it (for reports).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRecord {
+    /// Event id.
+    pub event_id: String,
+    /// Camera id.
+    pub camera: String,
+    /// Camera name.
+    pub camera_name: String,
+    /// Zone id.
+    pub zone: String,
+    /// Zone name.
+    pub zone_name: String,
+    /// Event kind, e.g. `illegal_parking`.
+    pub kind: String,
+    /// Case category code sent.
+    pub category_code: String,
+    /// Case category name sent.
+    pub category_name: String,
+    /// Grid (网格).
+    pub grid: String,
+    /// Responsible unit.
+    pub responsible_unit: String,
+    /// Road section (路段).
+    pub road_section: String,
+    /// Shop responsible for a frontage.
+    pub shop: String,
+    /// Who to call.
+    pub contact: String,
+    /// Detector label of the object.
+    pub label: String,
+    /// Latest score.
+    pub score: f64,
+    /// When the object came to rest.
+    pub start: DateTime<Utc>,
+    /// Last sighting.
+    pub last_seen: DateTime<Utc>,
+    /// End, if ended.
+    pub end: Option<DateTime<Utc>>,
+    /// Why it ended (wire name), if ended.
+    pub end_reason: Option<String>,
+    /// Whether it was a relapse.
+    pub relapse: bool,
+    /// Earlier events there in the 7 days before.
+    pub count_7d: u32,
+    /// Earlier events there in the 30 days before.
+    pub count_30d: u32,
+    /// End of the previous event there (RFC 3339), if any.
+    pub previous_end: Option<String>,
+    /// Normalized box.
+    pub bbox: [f64; 4],
+    /// Latest crop still on disk.
+    pub crop: Option<String>,
+}
+
+impl IncidentRecord {
+    /// Seconds from rest to last sighting.
+    pub fn dwell_seconds(&self) -> f64 {
+        ((self.last_seen - self.start).num_milliseconds() as f64 / 1000.0).max(0.0)
+    }
+}
+
 /// Where and when a new incident is, for its history.
 #[derive(Debug, Clone, Copy)]
 pub struct Place<'a> {
@@ -78,13 +216,17 @@ pub struct Place<'a> {
 impl Ledger {
     /// Opens (creating and migrating as needed) `ledger.sqlite` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        let path = dir.join("ledger.sqlite");
+        Self::open_file(&dir.join("ledger.sqlite"))
+    }
+
+    /// Opens (creating and migrating as needed) a ledger file.
+    pub fn open_file(path: &Path) -> Result<Self, LedgerError> {
         let name = path.display().to_string();
         let err = |e: rusqlite::Error| LedgerError {
             path: name.clone(),
             why: e.to_string(),
         };
-        let conn = Connection::open(&path).map_err(err)?;
+        let conn = Connection::open(path).map_err(err)?;
         // The busy timeout first: cameras starting together open the same file, and without it
         // the second one's WAL switch or migration fails at once with "database is locked".
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -198,7 +340,8 @@ impl Ledger {
         rows
     }
 
-    /// Records a message and the incident state it carries.
+    /// Records a message and the incident state it carries: every field of the incident, the
+    /// message itself, its evidence files, and a state change for `new` and `end`.
     pub fn record(
         &self,
         msg: &EventMessage,
@@ -211,31 +354,245 @@ impl Ledger {
             why: e.to_string(),
         })?;
         let b = msg.object.bbox;
+        let (z, r) = (&msg.zone, &msg.recurrence);
+        let end_reason = msg.end_reason.map(|r| r.as_str());
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO incidents (event_id, camera, zone, kind, start_ms, last_seen_ms, end_ms, end_reason, x1, y1, x2, y2)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT(event_id) DO UPDATE SET last_seen_ms=excluded.last_seen_ms, end_ms=excluded.end_ms,
-                end_reason=excluded.end_reason, x1=excluded.x1, y1=excluded.y1, x2=excluded.x2, y2=excluded.y2",
-            params![
-                msg.event_id,
-                msg.camera.id,
-                msg.zone.id,
-                msg.kind,
-                start.timestamp_millis(),
-                last_seen.timestamp_millis(),
-                end.map(|e| e.timestamp_millis()),
-                msg.end_reason.map(|r| format!("{r:?}")),
-                b[0], b[1], b[2], b[3]
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO messages (event_id, seq, type, payload) VALUES (?1, ?2, ?3, ?4)",
-            params![msg.event_id, msg.seq, format!("{:?}", msg.phase).to_lowercase(), payload],
-        )
-        .map_err(|e| self.err(e))?;
+        let step = || -> rusqlite::Result<()> {
+            tx.execute(
+                "INSERT INTO incidents (event_id, camera, zone, kind, start_ms, last_seen_ms, end_ms,
+                    end_reason, x1, y1, x2, y2, camera_name, zone_name, grid, responsible_unit,
+                    road_section, shop, contact, category_code, category_name, label, score,
+                    track_id, last_seq, relapse, count_7d, count_30d, previous_end)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)
+                 ON CONFLICT(event_id) DO UPDATE SET last_seen_ms=excluded.last_seen_ms,
+                    end_ms=excluded.end_ms, end_reason=excluded.end_reason, x1=excluded.x1,
+                    y1=excluded.y1, x2=excluded.x2, y2=excluded.y2, label=excluded.label,
+                    score=excluded.score, track_id=excluded.track_id,
+                    last_seq=max(last_seq, excluded.last_seq)",
+                params![
+                    msg.event_id,
+                    msg.camera.id,
+                    z.id,
+                    msg.kind,
+                    start.timestamp_millis(),
+                    last_seen.timestamp_millis(),
+                    end.map(|e| e.timestamp_millis()),
+                    end_reason,
+                    b[0],
+                    b[1],
+                    b[2],
+                    b[3],
+                    msg.camera.name,
+                    z.name,
+                    z.grid,
+                    z.responsible_unit,
+                    z.road_section,
+                    z.shop,
+                    z.contact,
+                    msg.category.code,
+                    msg.category.name,
+                    msg.object.label,
+                    msg.object.score,
+                    msg.object.track_id as i64,
+                    msg.seq,
+                    r.relapse,
+                    r.count_7d,
+                    r.count_30d,
+                    r.previous_end,
+                ],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO messages (event_id, seq, type, payload) VALUES (?1, ?2, ?3, ?4)",
+                params![msg.event_id, msg.seq, msg.phase.as_str(), payload],
+            )?;
+            for e in &msg.evidence {
+                tx.execute(
+                    "INSERT OR IGNORE INTO evidence (path, event_id, seq, kind, sha256, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        e.path,
+                        msg.event_id,
+                        msg.seq,
+                        e.kind,
+                        e.sha256,
+                        last_seen.timestamp_millis()
+                    ],
+                )?;
+            }
+            let change = match msg.phase {
+                Phase::New => Some(("new", String::new())),
+                Phase::End => Some(("end", end_reason.unwrap_or_default().to_string())),
+                Phase::Update => None,
+            };
+            if let Some((state, detail)) = change {
+                let at = end.unwrap_or(last_seen);
+                Self::insert_change(&tx, &msg.event_id, at, state, &detail)?;
+            }
+            if let Some(why) = &msg.evidence_missing {
+                Self::insert_change(&tx, &msg.event_id, last_seen, "evidence_missing", why)?;
+            }
+            Ok(())
+        };
+        step().map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn insert_change(
+        conn: &Connection,
+        event_id: &str,
+        at: DateTime<Utc>,
+        state: &str,
+        detail: &str,
+    ) -> rusqlite::Result<()> {
+        conn.execute(
+            "INSERT INTO state_changes (event_id, at_ms, state, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![event_id, at.timestamp_millis(), state, detail],
+        )
+        .map(|_| ())
+    }
+
+    /// Notes a state change of an incident that no message carries (`resumed` after a restart,
+    /// `evidence_deleted` by retention).
+    pub fn note(
+        &self,
+        event_id: &str,
+        at: DateTime<Utc>,
+        state: &str,
+        detail: &str,
+    ) -> Result<(), LedgerError> {
+        Self::insert_change(&self.conn, event_id, at, state, detail).map_err(|e| self.err(e))
+    }
+
+    /// The state changes of an incident, oldest first: `(at, state, detail)`.
+    pub fn state_changes(
+        &self,
+        event_id: &str,
+    ) -> Result<Vec<(DateTime<Utc>, String, String)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at_ms, state, detail FROM state_changes WHERE event_id=?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![event_id], |r| {
+                Ok((
+                    DateTime::from_timestamp_millis(r.get(0)?).unwrap_or_default(),
+                    r.get(1)?,
+                    r.get(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Evidence files past retention: not yet deleted, of incidents that ended before `cutoff`.
+    /// Files of open incidents are never listed, however old.
+    pub fn expired_evidence(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Vec<EvidenceFile>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT e.path, e.event_id FROM evidence e JOIN incidents i ON i.event_id = e.event_id
+                 WHERE e.deleted_ms IS NULL AND i.end_ms IS NOT NULL AND i.end_ms < ?1
+                 ORDER BY i.end_ms",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![cutoff.timestamp_millis()], |r| {
+                Ok(EvidenceFile {
+                    path: r.get(0)?,
+                    event_id: r.get(1)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Marks an evidence file deleted (it stays listed, so the report can say it is gone).
+    pub fn mark_evidence_deleted(&self, path: &str, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE evidence SET deleted_ms = ?2 WHERE path = ?1",
+                params![path, at.timestamp_millis()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every incident that started in `[since, until)`, oldest first, with its latest crop
+    /// still on disk (for reports).
+    pub fn incidents_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<IncidentRecord>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT event_id, camera, camera_name, zone, zone_name, kind, category_code,
+                    category_name, grid, responsible_unit, road_section, shop, contact, label,
+                    score, start_ms, last_seen_ms, end_ms, end_reason, relapse, count_7d,
+                    count_30d, previous_end, x1, y1, x2, y2,
+                    (SELECT path FROM evidence e WHERE e.event_id = i.event_id AND e.kind = 'crop'
+                     AND e.deleted_ms IS NULL ORDER BY seq DESC LIMIT 1)
+                 FROM incidents i WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, event_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let time = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        let rows = stmt
+            .query_map(
+                params![since.timestamp_millis(), until.timestamp_millis()],
+                |r| {
+                    Ok(IncidentRecord {
+                        event_id: r.get(0)?,
+                        camera: r.get(1)?,
+                        camera_name: r.get(2)?,
+                        zone: r.get(3)?,
+                        zone_name: r.get(4)?,
+                        kind: r.get(5)?,
+                        category_code: r.get(6)?,
+                        category_name: r.get(7)?,
+                        grid: r.get(8)?,
+                        responsible_unit: r.get(9)?,
+                        road_section: r.get(10)?,
+                        shop: r.get(11)?,
+                        contact: r.get(12)?,
+                        label: r.get(13)?,
+                        score: r.get(14)?,
+                        start: time(r.get(15)?),
+                        last_seen: time(r.get(16)?),
+                        end: r.get::<_, Option<i64>>(17)?.map(time),
+                        end_reason: r.get(18)?,
+                        relapse: r.get(19)?,
+                        count_7d: r.get(20)?,
+                        count_30d: r.get(21)?,
+                        previous_end: r.get(22)?,
+                        bbox: [r.get(23)?, r.get(24)?, r.get(25)?, r.get(26)?],
+                        crop: r.get(27)?,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Incidents with no end (for tests and the restart check).
+    pub fn open_count(&self) -> Result<u64, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM incidents WHERE end_ms IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Number of messages recorded (for tests and stats).

@@ -22,6 +22,8 @@ pub mod ledger;
 pub mod models;
 pub mod mqtt;
 pub mod pipeline;
+pub mod report;
+pub mod retention;
 pub mod scene;
 pub mod source;
 pub mod stats;

@@ -102,6 +102,36 @@ enum Command {
         #[arg(long, global = true)]
         models_dir: Option<PathBuf>,
     },
+    /// Rollups from the ledger: counts, dwell, relapses, hotspots, busy hours.
+    Report {
+        /// Config file (for the storage folder and the time zone).
+        #[arg(long, required_unless_present = "ledger")]
+        config: Option<PathBuf>,
+        /// A ledger file, instead of the one in the config's storage folder.
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        /// Events that started at or after this: 7d, 24h, 90m (before now), 2026-11-01 (local midnight) or RFC 3339.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Events that started before this (same forms); default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Rows of the report.
+        #[arg(long, value_enum, default_value = "grid")]
+        by: streetwatch::report::GroupBy,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// How many hotspots to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Time zone for dates and hours (IANA name); default: the config's node time zone.
+        #[arg(long)]
+        time_zone: Option<String>,
+    },
     /// Render a scenario file into a clip and its ground truth (for tests and trials).
     Compose {
         /// Scenario file.
@@ -111,6 +141,19 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Formats of `report`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    /// Aligned text.
+    Table,
+    /// The groups as CSV.
+    Csv,
+    /// Everything as JSON.
+    Json,
+    /// One self-contained page with charts, thumbnails and the relapse list.
+    Html,
 }
 
 #[derive(Subcommand, Debug)]
@@ -321,6 +364,27 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Report {
+            config,
+            ledger,
+            since,
+            until,
+            by,
+            format,
+            out,
+            top,
+            time_zone,
+        } => report(ReportArgs {
+            config,
+            ledger,
+            since,
+            until,
+            by,
+            format,
+            out,
+            top,
+            time_zone,
+        }),
         Command::Compose { scenario, out } => {
             let sc = compose::load_scenario(&scenario)?;
             let truth = compose::render(&sc, &out)
@@ -334,4 +398,89 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Arguments of `report`.
+struct ReportArgs {
+    config: Option<PathBuf>,
+    ledger: Option<PathBuf>,
+    since: String,
+    until: Option<String>,
+    by: streetwatch::report::GroupBy,
+    format: ReportFormat,
+    out: Option<PathBuf>,
+    top: usize,
+    time_zone: Option<String>,
+}
+
+fn report(a: ReportArgs) -> Result<ExitCode> {
+    use streetwatch::report;
+    let loaded = match &a.config {
+        Some(c) => match load_config(c) {
+            Ok(l) => Some(l),
+            Err(code) => return Ok(code),
+        },
+        None => None,
+    };
+    let zone_name = a
+        .time_zone
+        .clone()
+        .or_else(|| loaded.as_ref().map(|l| l.config.node.time_zone.clone()))
+        .unwrap_or_else(|| "Asia/Shanghai".into());
+    let tz: chrono_tz::Tz = zone_name.parse().map_err(|_| {
+        anyhow!("--time-zone {zone_name:?}: not an IANA time zone (e.g. Asia/Shanghai)")
+    })?;
+    let ledger_file = match (&a.ledger, &loaded) {
+        (Some(f), _) => f.clone(),
+        (None, Some(l)) => l.storage_dir().join("ledger.sqlite"),
+        (None, None) => return Err(anyhow!("give --config or --ledger")),
+    };
+    if !ledger_file.is_file() {
+        return Err(anyhow!(
+            "{}: no ledger there yet (it is made when the daemon or a replay first runs)",
+            ledger_file.display()
+        ));
+    }
+    let now = Utc::now();
+    let since = report::parse_instant("--since", &a.since, now, tz)?;
+    let until = match &a.until {
+        Some(u) => report::parse_instant("--until", u, now, tz)?,
+        None => now,
+    };
+    if until <= since {
+        return Err(anyhow!("--until must be after --since"));
+    }
+    let ledger = streetwatch::ledger::Ledger::open_file(&ledger_file)?;
+    let incidents = ledger.incidents_between(since, until)?;
+    let r = report::build(
+        &incidents,
+        &report::ReportOptions {
+            since,
+            until,
+            by: a.by,
+            tz,
+            top: a.top,
+        },
+    );
+    let text = match a.format {
+        ReportFormat::Table => report::render_table(&r),
+        ReportFormat::Csv => report::render_csv(&r),
+        ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+        ReportFormat::Html => report::render_html(&r).map_err(|e| anyhow!(e))?,
+    };
+    match &a.out {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "report: {} event(s) from {} to {} written to {}",
+                r.totals.count,
+                r.since,
+                r.until,
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -118,6 +118,8 @@ pub struct CameraStatus {
     pub last_frame_time: Option<String>,
     /// Why the camera is not online.
     pub error: Option<String>,
+    /// Why evidence photos cannot be written (full disk, permissions); null when they can.
+    pub storage_error: Option<String>,
 }
 
 /// A running publisher: where to send, what was acknowledged, and its task.

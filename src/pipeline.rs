@@ -16,7 +16,7 @@ use crate::event::{self, EventMessage, Recurrence};
 use crate::evidence::{Annotation, EvidenceStore};
 use crate::geometry::BBox;
 use crate::geometry::Point;
-use crate::incidents::{EndReason, IncidentBook, IncidentChange, Phase};
+use crate::incidents::{EndReason, Incident, IncidentBook, IncidentChange, Phase};
 use crate::ledger::{self, Ledger};
 use crate::scene::{Scene, SceneReport, ZoneKind};
 use crate::source::Frame;
@@ -93,6 +93,26 @@ pub struct CameraPipeline {
     change: Option<StaticChangeMap>,
     /// How soon after an earlier event's end a new one at the same place is a relapse.
     relapse_window: chrono::Duration,
+    /// Events the last run left open (crash, kill), waiting to be found in place again.
+    pending: Vec<PendingResume>,
+    /// Until when (stream time) pending events may still be found; set by the first frame.
+    resume_deadline: Option<DateTime<Utc>>,
+    /// An event left open longer ago than this is ended rather than resumed.
+    resume_max_gap: chrono::Duration,
+    /// How long to look for a pending event's object after the first frame.
+    resume_window: chrono::Duration,
+    /// Why evidence cannot be written now (full disk, permissions); None once it works again.
+    storage_error: Option<String>,
+}
+
+/// An event of the last run, not ended, with what is needed to continue or end it.
+#[derive(Debug, Clone)]
+struct PendingResume {
+    /// Its latest message.
+    msg: EventMessage,
+    start: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    bbox: BBox,
 }
 
 impl std::fmt::Debug for CameraPipeline {
@@ -101,6 +121,10 @@ impl std::fmt::Debug for CameraPipeline {
             .field("camera", &self.camera.id)
             .finish()
     }
+}
+
+fn millis(seconds: f64) -> chrono::Duration {
+    chrono::Duration::milliseconds((seconds * 1000.0) as i64)
 }
 
 impl CameraPipeline {
@@ -131,17 +155,29 @@ impl CameraPipeline {
             tracker: Tracker::new(cfg.tracker.clone()),
             scene,
             incidents: IncidentBook::new(&camera.id, cfg.incidents.clone()),
-            evidence: EvidenceStore::new(storage.join("evidence")),
+            evidence: EvidenceStore::new(loaded.evidence_dir()),
             ledger,
             recurrence: HashMap::new(),
             last_evidence: HashMap::new(),
             last_context: None,
             categories: cfg.categories.clone(),
             change: needs_change.then(|| StaticChangeMap::new(cfg.change.clone())),
-            relapse_window: chrono::Duration::milliseconds(
-                (cfg.incidents.relapse_window_seconds * 1000.0) as i64,
+            relapse_window: millis(cfg.incidents.relapse_window_seconds),
+            pending: Vec::new(),
+            resume_deadline: None,
+            resume_max_gap: millis(cfg.incidents.resume_max_gap_seconds),
+            resume_window: millis(
+                cfg.incidents
+                    .end_after_seconds
+                    .max(2.0 * camera.detect_every_seconds),
             ),
+            storage_error: None,
         })
+    }
+
+    /// Why evidence cannot be written now, if it cannot (for the camera's status).
+    pub fn storage_error(&self) -> Option<&str> {
+        self.storage_error.as_deref()
     }
 
     /// Number of open incidents.
@@ -200,6 +236,7 @@ impl CameraPipeline {
             None => Vec::new(),
         };
         let report: SceneReport = self.scene.evaluate(frame.time, &tracks, &statics, w, h);
+        let mut messages = self.resume(frame, &report);
         let scene = &self.scene;
         let dwell = |zone: &str| {
             scene
@@ -207,7 +244,7 @@ impl CameraPipeline {
                 .map_or(f64::INFINITY, |z| z.config.dwell_seconds)
         };
         let changes = self.incidents.step(frame.time, &report, &dwell);
-        let messages = self.emit(changes, Some(frame));
+        messages.extend(self.emit(changes, Some(frame)));
         Ok(FrameOutcome {
             detections,
             tracks,
@@ -246,10 +283,12 @@ impl CameraPipeline {
         regions
     }
 
-    /// Ends the events this camera left open when the process last stopped without ending them
-    /// (crash, power cut, kill): each gets an `end` at its last sighting with reason
-    /// `interrupted`, so the command center and the ledger have no event open forever.
-    pub fn recover(&mut self) -> Vec<EventMessage> {
+    /// Takes up the events this camera left open when the process last stopped without ending
+    /// them (crash, power cut, kill). Each is continued, under its own id, if its object is found
+    /// in place within the first `end_after_seconds` of video; otherwise it gets an `end` at its
+    /// last sighting with reason `interrupted`. So no event stays open forever, and a car that
+    /// stayed parked through a restart is not reported twice.
+    pub fn recover(&mut self) {
         let unfinished = self.ledger.unfinished(&self.camera.id).unwrap_or_else(|e| {
             tracing::error!(camera = %self.camera.id, "{e}; open events of the last run stay open");
             Vec::new()
@@ -259,9 +298,8 @@ impl CameraPipeline {
                 .ok()
                 .map(|t| t.with_timezone(&Utc))
         };
-        let mut out = Vec::new();
         for payload in unfinished {
-            let Ok(mut msg) = serde_json::from_str::<EventMessage>(&payload) else {
+            let Ok(msg) = serde_json::from_str::<EventMessage>(&payload) else {
                 tracing::error!(camera = %self.camera.id, "unreadable message in the ledger: {payload}");
                 continue;
             };
@@ -269,27 +307,107 @@ impl CameraPipeline {
             else {
                 continue;
             };
-            msg.phase = Phase::End;
-            msg.seq += 1;
-            msg.end_time = Some(msg.last_seen.clone());
-            msg.end_reason = Some(EndReason::Interrupted);
-            if let Err(e) = self.ledger.record(&msg, start, last_seen, Some(last_seen)) {
-                tracing::error!("{e}; the end is still sent");
-            }
-            tracing::warn!(
+            let b = msg.object.bbox;
+            self.pending.push(PendingResume {
+                bbox: BBox::new(b[0], b[1], b[2], b[3]),
+                msg,
+                start,
+                last_seen,
+            });
+        }
+        if !self.pending.is_empty() {
+            tracing::info!(
                 camera = %self.camera.id,
-                event_id = %msg.event_id,
-                "ending an event left open by the last run (interrupted)"
+                "{} event(s) left open by the last run: continuing those still in place",
+                self.pending.len()
             );
-            out.push(msg);
+        }
+    }
+
+    /// Events of the last run still waiting to be found in place.
+    pub fn pending_resumes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Continues pending events whose object is in place on this frame; ends those that are
+    /// too old or were not found in time.
+    fn resume(&mut self, frame: &Frame, report: &SceneReport) -> Vec<EventMessage> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let now = frame.time;
+        let deadline = *self.resume_deadline.get_or_insert(now + self.resume_window);
+        let mut out = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            let found = report.violations.iter().find(|v| {
+                v.seen_now
+                    && v.zone_id == p.msg.zone.id
+                    && v.kind.as_str() == p.msg.kind
+                    && v.bbox.iou(&p.bbox) >= 0.5
+            });
+            let too_old = now - p.last_seen > self.resume_max_gap;
+            match found {
+                Some(v) if !too_old && report.armed.contains(&v.zone_id) => {
+                    tracing::warn!(
+                        camera = %self.camera.id,
+                        event_id = %p.msg.event_id,
+                        "continuing an event left open by the last run: its object is still there"
+                    );
+                    let gap = (now - p.last_seen).num_seconds();
+                    if let Err(e) = self.ledger.note(
+                        &p.msg.event_id,
+                        now,
+                        "resumed",
+                        &format!("found in place after a restart ({gap} s without sight)"),
+                    ) {
+                        tracing::error!("{e}");
+                    }
+                    self.recurrence
+                        .insert(p.msg.event_id.clone(), p.msg.recurrence.clone());
+                    self.last_evidence
+                        .insert(p.msg.event_id.clone(), p.msg.evidence.clone());
+                    let inc = Incident::resumed(p.msg.event_id, p.msg.seq, p.start, now, v);
+                    let change = self.incidents.adopt(inc);
+                    out.extend(self.emit(vec![change], Some(frame)));
+                }
+                _ if too_old || now >= deadline => out.push(self.end_interrupted(p)),
+                _ => self.pending.push(p),
+            }
         }
         out
     }
 
+    /// The `end` of an event of the last run that was not found again: at its last sighting,
+    /// reason `interrupted`.
+    fn end_interrupted(&mut self, p: PendingResume) -> EventMessage {
+        let mut msg = p.msg;
+        msg.phase = Phase::End;
+        msg.seq += 1;
+        msg.end_time = Some(msg.last_seen.clone());
+        msg.end_reason = Some(EndReason::Interrupted);
+        if let Err(e) = self
+            .ledger
+            .record(&msg, p.start, p.last_seen, Some(p.last_seen))
+        {
+            tracing::error!("{e}; the end is still sent");
+        }
+        tracing::warn!(
+            camera = %self.camera.id,
+            event_id = %msg.event_id,
+            "ending an event left open by the last run (interrupted): its object was not found again"
+        );
+        msg
+    }
+
     /// Ends every open incident (end of clip, shutdown).
     pub fn finish(&mut self, now: DateTime<Utc>, reason: EndReason) -> Vec<EventMessage> {
+        let mut out: Vec<EventMessage> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|p| self.end_interrupted(p))
+            .collect();
         let changes = self.incidents.finish(now, reason);
-        self.emit(changes, None)
+        out.extend(self.emit(changes, None));
+        out
     }
 
     /// Turns incident changes into messages: evidence, recurrence, ledger.
@@ -351,12 +469,19 @@ impl CameraPipeline {
                     &ann,
                 ) {
                     Ok(refs) => {
+                        if self.storage_error.take().is_some() {
+                            tracing::info!(camera = %self.camera.id, "evidence is written again");
+                        }
                         self.last_evidence
                             .insert(inc.event_id.clone(), refs.clone());
                         evidence = refs;
                     }
-                    // No event is lost for want of a photo: it goes out without one, and the log says why.
-                    Err(e) => tracing::error!("{e}; sending the event without evidence"),
+                    // No event is lost for want of a photo: it goes out without one, and the
+                    // message, the camera's status and the log say why.
+                    Err(e) => {
+                        tracing::error!(camera = %self.camera.id, "{e}; sending the event without evidence");
+                        self.storage_error = Some(e.to_string());
+                    }
                 }
             }
             if evidence.is_empty() {
@@ -377,7 +502,13 @@ impl CameraPipeline {
                 tz: self.tz,
             };
             let category = self.categories.category(inc.kind);
-            let msg = event::message(change.phase, inc, place, category, recurrence, evidence);
+            let mut msg = event::message(change.phase, inc, place, category, recurrence, evidence);
+            if msg.evidence.is_empty() {
+                msg.evidence_missing =
+                    Some(self.storage_error.clone().unwrap_or_else(|| {
+                        "no evidence photo could be written for this event".into()
+                    }));
+            }
             if let Err(e) =
                 self.ledger
                     .record(&msg, inc.start, inc.last_seen, inc.end.map(|(t, _)| t))

@@ -27,6 +27,8 @@ pub struct CameraStats {
     pub open_incidents: usize,
     /// Reconnections since start.
     pub reconnects: u64,
+    /// Why evidence photos cannot be written, if they cannot.
+    pub storage_error: Option<String>,
 }
 
 impl Default for CameraStats {
@@ -40,6 +42,7 @@ impl Default for CameraStats {
             processing_ms: 0.0,
             open_incidents: 0,
             reconnects: 0,
+            storage_error: None,
         }
     }
 }

@@ -207,15 +207,7 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
     }
 
     // Every message is valid against the schema kept in the repo.
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(support::root().join("docs/schema/event.schema.json")).unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    for m in &messages {
-        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{m:#}\n{errors:#?}");
-    }
+    support::assert_schema_valid(&messages);
 
     // The subscriber received the same messages, in order, on the event topic.
     assert!(

@@ -6,7 +6,6 @@
 mod support;
 
 use serde_json::Value;
-use streetwatch::compose;
 
 /// Seconds between sampled frames in these tests.
 const EVERY: f64 = 2.0;
@@ -25,12 +24,7 @@ struct Case {
 
 fn run(case: &Case) -> Vec<Value> {
     let dir = support::artifacts_dir(&format!("street-rules-{}", case.scenario));
-    let sc = compose::load_scenario(
-        &support::root().join(format!("configs/scenarios/{}.toml", case.scenario)),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let clip = dir.join(format!("{}.mp4", case.scenario));
-    let truth = compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
+    let (clip, truth) = support::render_scenario(case.scenario, &dir);
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -71,16 +65,8 @@ detect_every_seconds = {EVERY}
         false,
     );
     check(case, &messages, truth.start_time);
-    // Every message of every kind is valid against the schema kept in the repo.
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(support::root().join("docs/schema/event.schema.json")).unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    for m in &messages {
-        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{m:#}\n{errors:#?}");
-    }
+    // Every message is valid against the schema kept in the repo.
+    support::assert_schema_valid(&messages);
     messages
 }
 

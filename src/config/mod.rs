@@ -46,6 +46,9 @@ pub struct Config {
     /// The static-change map (model-free detection of new objects that stay).
     #[serde(default)]
     pub change: crate::change::ChangeConfig,
+    /// Where evidence photos go and how long they are kept.
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
     /// The deployment's case codes and names per event kind, replacing the GB/T 30428.2
     /// defaults (cities' platforms number cases differently).
     #[serde(default)]
@@ -310,6 +313,10 @@ pub struct IncidentConfig {
     /// this long before is a relapse (反弹).
     #[serde(default = "d_relapse_window")]
     pub relapse_window_seconds: f64,
+    /// After a crash or kill, an event left open is continued when its object is still in
+    /// place on restart, unless the process was down longer than this (then it is ended).
+    #[serde(default = "d_resume_max_gap")]
+    pub resume_max_gap_seconds: f64,
 }
 
 impl Default for IncidentConfig {
@@ -319,6 +326,7 @@ impl Default for IncidentConfig {
             end_after_seconds: d_end_after(),
             better_evidence_margin: d_better_evidence(),
             relapse_window_seconds: d_relapse_window(),
+            resume_max_gap_seconds: d_resume_max_gap(),
         }
     }
 }
@@ -334,6 +342,42 @@ fn d_relapse_window() -> f64 {
 }
 fn d_better_evidence() -> f32 {
     0.1
+}
+fn d_resume_max_gap() -> f64 {
+    3600.0
+}
+
+/// Evidence photos: where they are written and how long they are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// Folder for the photos; default `evidence/` in the storage dir. A separate volume keeps
+    /// a full evidence disk away from the ledger.
+    pub dir: Option<PathBuf>,
+    /// Photos of events that ended more than this many days ago are deleted (0 = keep forever);
+    /// photos of events still open are never deleted.
+    #[serde(default = "d_retention_days")]
+    pub retention_days: f64,
+    /// How often the retention sweep runs.
+    #[serde(default = "d_sweep_every")]
+    pub sweep_every_seconds: f64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            retention_days: d_retention_days(),
+            sweep_every_seconds: d_sweep_every(),
+        }
+    }
+}
+
+fn d_retention_days() -> f64 {
+    90.0
+}
+fn d_sweep_every() -> f64 {
+    3600.0
 }
 
 /// How much of the stream is decoded.
@@ -574,6 +618,14 @@ impl LoadedConfig {
     /// The storage directory, resolved against the config file's folder.
     pub fn storage_dir(&self) -> PathBuf {
         self.resolve(&self.config.storage.dir)
+    }
+
+    /// The evidence folder: `[evidence] dir`, else `evidence/` in the storage dir.
+    pub fn evidence_dir(&self) -> PathBuf {
+        match &self.config.evidence.dir {
+            Some(d) => self.resolve(d),
+            None => self.storage_dir().join("evidence"),
+        }
     }
 
     /// The model manifest folder.

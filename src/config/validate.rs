@@ -78,7 +78,8 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     // timer later, so they are refused here, where the line can be named.
     let t = &cfg.tracker;
     let i = &cfg.incidents;
-    let numbers: [(&'static str, &'static str, f64, f64, f64); 12] = [
+    let e = &cfg.evidence;
+    let numbers: [(&'static str, &'static str, f64, f64, f64); 15] = [
         (
             "mqtt",
             "stats_every_seconds",
@@ -140,6 +141,27 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         ),
         (
             "incidents",
+            "resume_max_gap_seconds",
+            i.resume_max_gap_seconds,
+            0.0,
+            365.0 * 86_400.0,
+        ),
+        (
+            "evidence",
+            "retention_days",
+            e.retention_days,
+            0.0,
+            36_500.0,
+        ),
+        (
+            "evidence",
+            "sweep_every_seconds",
+            e.sweep_every_seconds,
+            10.0,
+            7.0 * 86_400.0,
+        ),
+        (
+            "incidents",
             "better_evidence_margin",
             i.better_evidence_margin as f64,
             0.0,
@@ -168,6 +190,18 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
                 loaded.storage_dir().display()
             ),
         );
+    }
+
+    if cfg.evidence.dir.is_some() {
+        if let Err(why) = check_writable(&loaded.evidence_dir()) {
+            push(
+                vec![Key("evidence"), Key("dir")],
+                format!(
+                    "evidence directory {} is not writable ({why}): create it or point `dir` at a writable folder",
+                    loaded.evidence_dir().display()
+                ),
+            );
+        }
     }
 
     let models_dir = loaded.models_dir();

@@ -230,6 +230,18 @@ pub fn replay(
     out: &std::path::Path,
     publish: bool,
 ) -> Vec<serde_json::Value> {
+    replay_with(config, camera, clip, out, publish, &[])
+}
+
+/// [`replay`] with more arguments (e.g. `--start-time`).
+pub fn replay_with(
+    config: &std::path::Path,
+    camera: &str,
+    clip: &std::path::Path,
+    out: &std::path::Path,
+    publish: bool,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
     let mut cmd = Command::new(binary());
     cmd.current_dir(root())
         .args(["replay", "--camera", camera, "--config"])
@@ -241,6 +253,7 @@ pub fn replay(
     if !publish {
         cmd.arg("--no-mqtt");
     }
+    cmd.args(extra);
     let o = cmd.output().unwrap();
     assert!(
         o.status.success(),
@@ -265,4 +278,35 @@ pub fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
         .unwrap()
         .with_timezone(&chrono::Utc)
+}
+
+/// Renders `configs/scenarios/{name}.toml` into `dir/{name}.mp4`; returns the clip and its truth.
+pub fn render_scenario(
+    name: &str,
+    dir: &std::path::Path,
+) -> (PathBuf, streetwatch::compose::GroundTruth) {
+    let sc =
+        streetwatch::compose::load_scenario(&root().join(format!("configs/scenarios/{name}.toml")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let clip = dir.join(format!("{name}.mp4"));
+    let truth = streetwatch::compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
+    (clip, truth)
+}
+
+/// The event schema kept in the repository, compiled.
+pub fn event_schema() -> jsonschema::Validator {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docs/schema/event.schema.json")).unwrap(),
+    )
+    .unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// Asserts every message is valid against the event schema.
+pub fn assert_schema_valid(messages: &[serde_json::Value]) {
+    let validator = event_schema();
+    for m in messages {
+        let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{m:#}\n{errors:#?}");
+    }
 }

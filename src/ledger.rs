@@ -625,6 +625,61 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_ledger_is_migrated_with_its_incidents_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        {
+            let v1 = Connection::open(&path).unwrap();
+            v1.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0]))
+                .unwrap();
+            let payload = serde_json::json!({
+                "schema": "streetwatch.event/1", "type": "end", "event_id": "01JD0000000000000000000000",
+                "seq": 3, "kind": "illegal_parking",
+                "category": {"code": "05-05", "name": "机动车乱停放"},
+                "camera": {"id": "cam", "name": "解放路东口"},
+                "zone": {"id": "z", "name": "南侧", "grid": "第八网格", "responsible_unit": "中队"},
+                "object": {"label": "car", "score": 0.8, "track_id": 4, "bbox": [0.1, 0.5, 0.3, 0.9]},
+                "start_time": "2026-11-22T09:00:00.000+08:00", "last_seen": "2026-11-22T09:05:00.000+08:00",
+                "end_time": "2026-11-22T09:05:00.000+08:00", "end_reason": "object_left", "dwell_seconds": 300.0,
+                "recurrence": {"count_7d": 2, "count_30d": 5, "previous_end": null, "relapse": true},
+                "evidence": []
+            });
+            v1.execute(
+                "INSERT INTO incidents (event_id, camera, zone, kind, start_ms, last_seen_ms, end_ms, end_reason, x1, y1, x2, y2)
+                 VALUES ('01JD0000000000000000000000', 'cam', 'z', 'illegal_parking', 0, 300000, 300000, 'ObjectLeft', 0.1, 0.5, 0.3, 0.9)",
+                [],
+            )
+            .unwrap();
+            v1.execute(
+                "INSERT INTO messages (event_id, seq, type, payload) VALUES ('01JD0000000000000000000000', 3, 'end', ?1)",
+                [payload.to_string()],
+            )
+            .unwrap();
+        }
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let all = ledger
+            .incidents_between(
+                DateTime::from_timestamp(0, 0).unwrap(),
+                DateTime::from_timestamp(1000, 0).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(all.len(), 1);
+        let i = &all[0];
+        assert_eq!(
+            (i.grid.as_str(), i.responsible_unit.as_str()),
+            ("第八网格", "中队")
+        );
+        assert_eq!(
+            (i.camera_name.as_str(), i.zone_name.as_str()),
+            ("解放路东口", "南侧")
+        );
+        assert_eq!(i.category_code, "05-05");
+        assert_eq!((i.relapse, i.count_7d, i.count_30d), (true, 2, 5));
+        assert_eq!(i.end_reason.as_deref(), Some("object_left"));
+        assert_eq!(i.dwell_seconds(), 300.0);
+    }
+
+    #[test]
     fn history_counts_and_relapses() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();

@@ -20,7 +20,7 @@ pub use period::{parse_instant, PeriodError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
-    /// 网格.
+    /// Grid (网格).
     Grid,
     /// Responsible unit (责任单位).
     Unit,

@@ -1,8 +1,7 @@
 //! The commands: `run` (the daemon), `replay` (a clip as a camera, on video time) and `demo`.
-//! They share one camera worker so the demo and replays exercise the daemon's own path.
+//! `run` and `demo` run their cameras through the supervisor's camera worker, and `replay` runs
+//! the same pipeline, so the demo and replays exercise the daemon's own path.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,210 +12,51 @@ use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::config::{CameraConfig, LoadedConfig};
+use crate::config::LoadedConfig;
 use crate::detector::Detector;
-use crate::event::{self, EventMessage};
+use crate::event::EventMessage;
 use crate::incidents::EndReason;
-use crate::mqtt::{self, CameraStatus, Outbound};
+use crate::mqtt::{self, Outbound};
 use crate::pipeline::CameraPipeline;
-use crate::source::{self, CameraState, FeedOptions, StatusChange};
+use crate::source::{self, FeedOptions};
 use crate::stats::StatsBoard;
+use crate::supervisor::Supervisor;
 
-/// Loads each model the enabled cameras use, once; a model that fails is reported per camera.
-pub fn load_detectors(loaded: &LoadedConfig) -> HashMap<String, Result<Arc<Detector>, String>> {
-    let mut out = HashMap::new();
-    for cam in loaded.config.cameras.iter().filter(|c| c.enabled) {
-        out.entry(cam.model.clone()).or_insert_with(|| {
-            Detector::load_with(
-                &loaded.models_dir(),
-                &cam.model,
-                &loaded.config.detector.runtime(),
-            )
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-        });
-    }
-    out
-}
-
-/// Runs one camera until `stop` or the end of its file: frames through the pipeline,
-/// messages and status to `tx`. Never panics; a failing camera only affects itself.
-pub fn camera_worker(
-    loaded: &LoadedConfig,
-    cam: &CameraConfig,
-    detector: Result<Arc<Detector>, String>,
-    tx: UnboundedSender<Outbound>,
-    stats: StatsBoard,
-    stop: Arc<AtomicBool>,
-) {
-    let tz = loaded.camera_tz(cam);
-    let send_status = |state: CameraState,
-                       fps: f64,
-                       last: Option<DateTime<Utc>>,
-                       error: Option<String>,
-                       storage_error: Option<String>| {
-        let _ = tx.send(Outbound::CameraStatus {
-            camera: cam.id.clone(),
-            status: CameraStatus {
-                state,
-                fps,
-                last_frame_time: last.map(|t| event::local_time(t, tz)),
-                error,
-                storage_error,
-            },
-        });
-    };
-    let pipeline =
-        detector.and_then(|d| CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string()));
-    let mut pipeline = match pipeline {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(camera = %cam.id, "camera not started: {e}");
-            stats.update(&cam.id, |s| s.state = CameraState::Offline);
-            send_status(CameraState::Offline, 0.0, None, Some(e), None);
-            return;
-        }
-    };
-    pipeline.recover();
-    for zone in &cam.zones {
-        let _ = tx.send(Outbound::ZoneState {
-            camera: cam.id.clone(),
-            zone: zone.id.clone(),
-            on: zone.enabled,
-        });
-    }
-    let opts = FeedOptions {
-        url: cam.url.clone(),
-        decode: cam.decode,
-        detect_every_seconds: cam.detect_every_seconds,
-        pace: cam.pace,
-        start_time: None,
-        reconnect: true,
-        repeat: cam.repeat,
-    };
-    // Both callbacks read these; the feed calls them one at a time.
-    let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);
-    let storage_error: RefCell<Option<String>> = RefCell::new(None);
-    let fps = RefCell::new(FpsMeter::default());
-    let mut on_status = |s: StatusChange| {
-        tracing::info!(camera = %cam.id, state = ?s.state, error = ?s.error, "camera status");
-        stats.update(&cam.id, |st| {
-            if s.state == CameraState::Reconnecting {
-                st.reconnects += 1;
-            }
-            st.state = s.state;
-        });
-        send_status(
-            s.state,
-            fps.borrow().value(),
-            last_time.get(),
-            s.error,
-            storage_error.borrow().clone(),
-        );
-    };
-    let mut on_frame = |frame: source::Frame| {
-        fps.borrow_mut().tick();
-        last_time.set(Some(frame.time));
-        match pipeline.process(&frame) {
-            Ok(outcome) => {
-                stats.update(&cam.id, |s| {
-                    s.frames += 1;
-                    s.fps = fps.borrow().value();
-                    s.last_frame_time = Some(event::local_time(frame.time, tz));
-                    s.record_timing(&outcome.timing);
-                    s.open_incidents = pipeline.open_incidents();
-                });
-                for m in outcome.messages {
-                    log_event(&m);
-                    let _ = tx.send(Outbound::Event(m));
-                }
-                // The status topic says when evidence cannot be written, and when it can again.
-                let now_error = pipeline.storage_error().map(str::to_string);
-                if *storage_error.borrow() != now_error {
-                    storage_error.replace(now_error.clone());
-                    stats.update(&cam.id, |s| s.storage_error = now_error.clone());
-                    send_status(
-                        CameraState::Online,
-                        fps.borrow().value(),
-                        Some(frame.time),
-                        None,
-                        now_error,
-                    );
-                }
-            }
-            Err(e) => tracing::error!(camera = %cam.id, "frame skipped: {e}"),
-        }
-    };
-    let _ = source::run_feed(&opts, &stop, &mut on_status, &mut on_frame);
-    if let Some(t) = last_time.get() {
-        for m in pipeline.finish(t, EndReason::StreamEnded) {
-            log_event(&m);
-            let _ = tx.send(Outbound::Event(m));
-        }
-    }
-}
-
-fn log_event(m: &EventMessage) {
-    tracing::info!(
-        event_id = %m.event_id,
-        seq = m.seq,
-        camera = %m.camera.id,
-        zone = %m.zone.id,
-        "{:?} {} {} dwell {:.0}s",
-        m.phase,
-        m.kind,
-        m.category.name,
-        m.dwell_seconds
-    );
-}
-
-/// Frames per second over a sliding window of recent frames.
-#[derive(Debug, Default)]
-struct FpsMeter {
-    times: std::collections::VecDeque<Instant>,
-}
-
-impl FpsMeter {
-    fn tick(&mut self) {
-        self.times.push_back(Instant::now());
-        if self.times.len() > 20 {
-            self.times.pop_front();
-        }
-    }
-
-    fn value(&self) -> f64 {
-        match (self.times.front(), self.times.back()) {
-            (Some(a), Some(b)) if self.times.len() > 1 && b > a => {
-                (self.times.len() - 1) as f64 / (*b - *a).as_secs_f64()
-            }
-            _ => 0.0,
-        }
-    }
-}
-
-/// The daemon: every enabled camera in its own thread, until Ctrl-C / SIGTERM.
+/// The daemon: every enabled camera in its own thread, until Ctrl-C / SIGTERM; commands from
+/// the command center (zone switches, reload) are applied as they arrive.
 pub fn run(loaded: LoadedConfig) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, _delivery, publisher) = start_mqtt(&loaded)?;
+        start_embedded_broker(&loaded)?;
+        let mut link = mqtt::start_link(&loaded)?;
         let stats = StatsBoard::default();
-        let handles = spawn_cameras(&loaded, &tx, &stats, &stop);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut cameras = Supervisor::start(loaded.clone(), link.tx.clone(), stats.clone());
         let retention = spawn_retention(&loaded, &stop);
         let stats_task = tokio::spawn(publish_stats(
             stats,
-            tx.clone(),
+            link.tx.clone(),
             loaded.config.mqtt.stats_every_seconds,
         ));
-        wait_for_shutdown().await;
-        stats_task.abort();
+        let shutdown = wait_for_shutdown();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(command) = link.commands.recv() => {
+                    // A reload may wait for a camera thread to stop: off the async workers.
+                    tokio::task::block_in_place(|| cameras.command(command));
+                }
+            }
+        }
         tracing::info!("shutting down");
+        stats_task.abort();
         stop.store(true, Ordering::Relaxed);
-        for h in handles.into_iter().chain(retention) {
+        for h in cameras.shutdown().into_iter().chain(retention) {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
-        drop(tx);
-        let _ = publisher.await;
+        drop(link.tx);
+        let _ = link.task.await;
         Ok(())
     })
 }
@@ -287,26 +127,27 @@ async fn wait_for_shutdown() {
     }
 }
 
-/// Starts the embedded broker if asked, then the publisher.
-fn start_mqtt(loaded: &LoadedConfig) -> Result<mqtt::Publisher> {
+/// Starts the in-process broker when the config asks for one (`mqtt.embedded`).
+fn start_embedded_broker(loaded: &LoadedConfig) -> Result<()> {
     let cfg = &loaded.config.mqtt;
-    if cfg.embedded {
-        let addr = mqtt::BrokerAddress::parse(&cfg.url)?;
-        mqtt::start_embedded_broker(&addr).map_err(|e| anyhow!(e))?;
-        // Let the broker listen before the publisher's first attempt, so the log stays clean.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect((addr.host.as_str(), addr.port)).is_err()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        tracing::info!(
-            "embedded MQTT broker listening on {}:{}",
-            addr.host,
-            addr.port
-        );
+    if !cfg.embedded {
+        return Ok(());
     }
-    Ok(mqtt::start_publisher(cfg, &loaded.config.node.id)?)
+    let addr = mqtt::BrokerAddress::parse(&cfg.url)?;
+    mqtt::start_embedded_broker(&addr).map_err(|e| anyhow!(e))?;
+    // Let the broker listen before the link's first attempt, so the log stays clean.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect((addr.host.as_str(), addr.port)).is_err()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::info!(
+        "embedded MQTT broker listening on {}:{}",
+        addr.host,
+        addr.port
+    );
+    Ok(())
 }
 
 /// Sends the stats snapshot every `every` seconds.
@@ -319,32 +160,6 @@ async fn publish_stats(stats: StatsBoard, tx: UnboundedSender<Outbound>, every: 
             return;
         }
     }
-}
-
-fn spawn_cameras(
-    loaded: &LoadedConfig,
-    tx: &UnboundedSender<Outbound>,
-    stats: &StatsBoard,
-    stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    let detectors = load_detectors(loaded);
-    let mut handles = Vec::new();
-    for cam in loaded.config.cameras.iter().filter(|c| c.enabled) {
-        let (loaded, cam, tx, stop) = (loaded.clone(), cam.clone(), tx.clone(), stop.clone());
-        let stats = stats.clone();
-        let det = detectors
-            .get(&cam.model)
-            .cloned()
-            .unwrap_or_else(|| Err(format!("model {} not loaded", cam.model)));
-        let spawned = std::thread::Builder::new()
-            .name(format!("cam-{}", cam.id))
-            .spawn(move || camera_worker(&loaded, &cam, det, tx, stats, stop));
-        match spawned {
-            Ok(h) => handles.push(h),
-            Err(e) => tracing::error!("cannot start a thread for a camera: {e}"),
-        }
-    }
-    handles
 }
 
 /// What a replay produced.
@@ -421,12 +236,10 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
             .with_context(|| format!("cannot write {}", opts.events_out.display()))?,
     );
     let rt = tokio::runtime::Runtime::new()?;
-    let publisher = if opts.publish {
+    let link = if opts.publish {
         let _guard = rt.enter();
-        Some(mqtt::start_publisher(
-            &loaded.config.mqtt,
-            &loaded.config.node.id,
-        )?)
+        pipeline.queue_for_delivery();
+        Some(mqtt::start_link(loaded)?)
     } else {
         None
     };
@@ -445,8 +258,8 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
     let mut failure = None;
     {
         let mut emit = |m: EventMessage| {
-            if let Some((tx, ..)) = &publisher {
-                let _ = tx.send(Outbound::Event(m.clone()));
+            if let Some(link) = &link {
+                let _ = link.tx.send(Outbound::Event(m.clone()));
             }
             messages.push(m);
         };
@@ -475,11 +288,11 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    let delivered = publisher.map(|(tx, delivery, task)| {
+    let delivered = link.map(|link| {
         rt.block_on(async move {
-            let ok = delivery.wait_acked(Duration::from_secs(20)).await;
-            drop(tx);
-            let _ = task.await;
+            let ok = link.delivery.wait_acked(Duration::from_secs(20)).await;
+            drop(link.tx);
+            let _ = link.task.await;
             ok
         })
     });
@@ -526,16 +339,17 @@ pub fn demo(config: &Path, scenario: &Path, clip: &Path) -> Result<()> {
     cam.repeat = false;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let (tx, delivery, publisher) = start_mqtt(&loaded)?;
+        start_embedded_broker(&loaded)?;
+        let link = mqtt::start_link(&loaded)?;
         let received = subscribe_and_print(&loaded).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let handles = spawn_cameras(&loaded, &tx, &StatsBoard::default(), &stop);
-        for h in handles {
+        let cameras = Supervisor::start(loaded.clone(), link.tx.clone(), StatsBoard::default());
+        // The demo camera is a file: its thread ends at the end of the clip.
+        for h in cameras.into_threads() {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
-        delivery.wait_acked(Duration::from_secs(10)).await;
-        drop(tx);
-        let _ = publisher.await;
+        link.delivery.wait_acked(Duration::from_secs(10)).await;
+        drop(link.tx);
+        let _ = link.task.await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let n = received.load(Ordering::SeqCst);
         println!(

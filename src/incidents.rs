@@ -151,6 +151,11 @@ impl IncidentBook {
         }
     }
 
+    /// New lifecycle settings from a reloaded config; open incidents are kept.
+    pub fn set_config(&mut self, cfg: IncidentConfig) {
+        self.cfg = cfg;
+    }
+
     /// Open incidents.
     pub fn open(&self) -> &[Incident] {
         &self.open

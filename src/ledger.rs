@@ -106,13 +106,56 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX state_changes_event ON state_changes (event_id, id);
 "#,
+    // v3: the outbox, in the same file so a message is recorded and queued in one transaction:
+    // no message is ever in the ledger but not on its way to the broker.
+    r#"
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        queued_ms INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_event ON outbox (event_id, seq);
+"#,
 ];
+
+/// A message waiting in the outbox for the broker's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Position in the outbox (sending order).
+    pub id: i64,
+    /// Event kind (for the topic).
+    pub kind: String,
+    /// Camera id (for the topic).
+    pub camera: String,
+    /// Event id.
+    pub event_id: String,
+    /// Message seq.
+    pub seq: u32,
+    /// The message JSON.
+    pub payload: String,
+}
+
+/// How many messages wait in the outbox and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Messages waiting.
+    pub messages: u64,
+    /// When the oldest was queued (wall clock), if any.
+    pub oldest: Option<DateTime<Utc>>,
+}
 
 /// The ledger database.
 #[derive(Debug)]
 pub struct Ledger {
     conn: Connection,
     path: String,
+    /// Whether recorded messages are also queued in the outbox for the broker.
+    deliver: bool,
 }
 
 /// Earlier incidents at a place.
@@ -247,7 +290,17 @@ impl Ledger {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(err(e));
         }
-        Ok(Self { conn, path: name })
+        Ok(Self {
+            conn,
+            path: name,
+            deliver: false,
+        })
+    }
+
+    /// From now on, every recorded message is also queued in the outbox (daemon, publishing
+    /// replays); without it messages are only recorded (`replay --no-mqtt`).
+    pub fn set_delivery(&mut self, deliver: bool) {
+        self.deliver = deliver;
     }
 
     fn err(&self, e: rusqlite::Error) -> LedgerError {
@@ -432,6 +485,21 @@ impl Ledger {
             if let Some(why) = &msg.evidence_missing {
                 Self::insert_change(&tx, &msg.event_id, last_seen, "evidence_missing", why)?;
             }
+            if self.deliver {
+                tx.execute(
+                    "INSERT INTO outbox (event_id, seq, type, kind, camera, payload, queued_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        msg.event_id,
+                        msg.seq,
+                        msg.phase.as_str(),
+                        msg.kind,
+                        msg.camera.id,
+                        payload,
+                        Utc::now().timestamp_millis()
+                    ],
+                )?;
+            }
             Ok(())
         };
         step().map_err(|e| self.err(e))?;
@@ -593,6 +661,90 @@ impl Ledger {
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))
+    }
+
+    /// Up to `limit` queued messages after outbox position `after`, in sending order.
+    pub fn outbox_after(&self, after: i64, limit: usize) -> Result<Vec<Queued>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, kind, camera, event_id, seq, payload FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok(Queued {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    camera: r.get(2)?,
+                    event_id: r.get(3)?,
+                    seq: r.get(4)?,
+                    payload: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// The broker acknowledged the queued message `id`: it leaves the outbox.
+    pub fn outbox_ack(&self, id: i64) -> Result<(), LedgerError> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE id = ?1", params![id])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Messages waiting and the age of the oldest.
+    pub fn outbox_backlog(&self) -> Result<Backlog, LedgerError> {
+        self.conn
+            .query_row("SELECT COUNT(*), MIN(queued_ms) FROM outbox", [], |r| {
+                Ok(Backlog {
+                    messages: r.get(0)?,
+                    oldest: r
+                        .get::<_, Option<i64>>(1)?
+                        .and_then(DateTime::from_timestamp_millis),
+                })
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Keeps the outbox within bounds: `update`s queued before `too_old` go; then, while more
+    /// than `max_messages` wait, superseded `update`s (a later message of the same event waits
+    /// too) go oldest first, then the other `update`s. A `new` or `end` is never dropped.
+    /// Returns how many messages were dropped.
+    pub fn outbox_trim(
+        &self,
+        max_messages: u64,
+        too_old: DateTime<Utc>,
+    ) -> Result<u64, LedgerError> {
+        let run = || -> rusqlite::Result<u64> {
+            let mut dropped = self.conn.execute(
+                "DELETE FROM outbox WHERE type = 'update' AND queued_ms < ?1",
+                params![too_old.timestamp_millis()],
+            )? as u64;
+            let count: u64 = self
+                .conn
+                .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+            let mut excess = count.saturating_sub(max_messages);
+            for superseded_only in [true, false] {
+                if excess == 0 {
+                    break;
+                }
+                let n = self.conn.execute(
+                    "DELETE FROM outbox WHERE id IN (
+                        SELECT o.id FROM outbox o WHERE o.type = 'update' AND (?1 = 0 OR EXISTS
+                            (SELECT 1 FROM outbox l WHERE l.event_id = o.event_id AND l.seq > o.seq))
+                        ORDER BY o.id LIMIT ?2)",
+                    params![superseded_only as i64, excess as i64],
+                )? as u64;
+                dropped += n;
+                excess -= n.min(excess);
+            }
+            Ok(dropped)
+        };
+        run().map_err(|e| self.err(e))
     }
 
     /// Number of messages recorded (for tests and stats).

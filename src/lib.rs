@@ -27,5 +27,6 @@ pub mod retention;
 pub mod scene;
 pub mod source;
 pub mod stats;
+pub mod supervisor;
 pub mod tracker;
 pub mod trial;

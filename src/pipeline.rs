@@ -175,6 +175,60 @@ impl CameraPipeline {
         })
     }
 
+    /// From now on every message is also queued in the outbox for the broker (the daemon and
+    /// publishing replays).
+    pub fn queue_for_delivery(&mut self) {
+        self.ledger.set_delivery(true);
+    }
+
+    /// Applies a reloaded config to this running camera without touching its connection: zones,
+    /// schedules, dwell, incident, tracker and rule settings, categories. Events open in a zone
+    /// that is gone or switched off end (`zone_disabled`) at `now`; the others continue.
+    pub fn reconfigure(
+        &mut self,
+        loaded: &LoadedConfig,
+        camera: &CameraConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EventMessage>, PipelineError> {
+        let cfg = &loaded.config;
+        let tz = loaded.camera_tz(camera);
+        let scene = Scene::new(camera, tz, &loaded.holidays())
+            .map_err(|e| PipelineError::Scene {
+                camera: camera.id.clone(),
+                why: e.to_string(),
+            })?
+            .with_rules(cfg.rules.clone());
+        let mut closing: Vec<String> = self
+            .incidents
+            .open()
+            .iter()
+            .filter(|i| scene.zone(&i.zone_id).is_none_or(|z| !z.enabled))
+            .map(|i| i.zone_id.clone())
+            .collect();
+        closing.dedup();
+        let changes: Vec<IncidentChange> = closing
+            .iter()
+            .flat_map(|z| self.incidents.close_zone(z, now))
+            .collect();
+        // Ended under the old zones, whose names the messages carry.
+        let messages = self.emit(changes, None);
+        let needs_change = scene.needs_change_map();
+        self.scene = scene;
+        self.camera = camera.clone();
+        self.tz = tz;
+        self.tracker.set_config(cfg.tracker.clone());
+        self.incidents.set_config(cfg.incidents.clone());
+        self.categories = cfg.categories.clone();
+        self.relapse_window = millis(cfg.incidents.relapse_window_seconds);
+        self.resume_max_gap = millis(cfg.incidents.resume_max_gap_seconds);
+        match (&self.change, needs_change) {
+            (None, true) => self.change = Some(StaticChangeMap::new(cfg.change.clone())),
+            (Some(_), false) => self.change = None,
+            _ => {}
+        }
+        Ok(messages)
+    }
+
     /// Why evidence cannot be written now, if it cannot (for the camera's status).
     pub fn storage_error(&self) -> Option<&str> {
         self.storage_error.as_deref()

@@ -23,6 +23,11 @@ pub struct CameraStats {
     pub inference_ms: f64,
     /// Mean pre- plus post-processing time of recent frames, milliseconds.
     pub processing_ms: f64,
+    /// Mean decoding time per sampled frame (it and the unsampled frames before it), milliseconds.
+    pub decode_ms: f64,
+    /// Frames lost since start: damaged packets the decoder dropped, and sampled frames the
+    /// pipeline could not process.
+    pub dropped_frames: u64,
     /// Open incidents.
     pub open_incidents: usize,
     /// Reconnections since start.
@@ -40,6 +45,8 @@ impl Default for CameraStats {
             last_frame_time: None,
             inference_ms: 0.0,
             processing_ms: 0.0,
+            decode_ms: 0.0,
+            dropped_frames: 0,
             open_incidents: 0,
             reconnects: 0,
             storage_error: None,
@@ -49,12 +56,12 @@ impl Default for CameraStats {
 
 impl CameraStats {
     /// Folds one frame's timing into the recent means (exponential, ~10 frames).
-    pub fn record_timing(&mut self, t: &DetectTiming) {
+    pub fn record_timing(&mut self, t: &DetectTiming, decode: std::time::Duration) {
         let a = if self.frames <= 1 { 1.0 } else { 0.1 };
-        let inf = t.inference.as_secs_f64() * 1000.0;
-        let pp = (t.preprocess + t.postprocess).as_secs_f64() * 1000.0;
-        self.inference_ms += a * (inf - self.inference_ms);
-        self.processing_ms += a * (pp - self.processing_ms);
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        self.inference_ms += a * (ms(t.inference) - self.inference_ms);
+        self.processing_ms += a * (ms(t.preprocess + t.postprocess) - self.processing_ms);
+        self.decode_ms += a * (ms(decode) - self.decode_ms);
     }
 }
 

@@ -141,6 +141,12 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker with these thresholds.
+    /// New thresholds from a reloaded config; tracks are kept.
+    pub fn set_config(&mut self, cfg: TrackerConfig) {
+        self.cfg = cfg;
+    }
+
+    /// A tracker with these thresholds.
     pub fn new(cfg: TrackerConfig) -> Self {
         Self {
             cfg,

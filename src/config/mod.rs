@@ -49,6 +49,9 @@ pub struct Config {
     /// Where evidence photos go and how long they are kept.
     #[serde(default)]
     pub evidence: EvidenceConfig,
+    /// The durable queue of event messages waiting for the broker's acknowledgement.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
     /// The deployment's case codes and names per event kind, replacing the GB/T 30428.2
     /// defaults (cities' platforms number cases differently).
     #[serde(default)]
@@ -140,6 +143,19 @@ pub struct MqttConfig {
     /// Publish `{prefix}/stats` this often.
     #[serde(default = "d_stats_every")]
     pub stats_every_seconds: f64,
+    /// User name for the broker.
+    pub username: Option<String>,
+    /// File holding the password (first line); never logged.
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password; never logged.
+    pub password_env: Option<String>,
+    /// `mqtts://`: PEM file of the CA that signed the broker's certificate (default: the
+    /// system's CA bundle).
+    pub ca_file: Option<PathBuf>,
+    /// `mqtts://`: PEM client certificate, for brokers that require one.
+    pub client_cert_file: Option<PathBuf>,
+    /// `mqtts://`: PEM private key of the client certificate.
+    pub client_key_file: Option<PathBuf>,
 }
 
 fn d_stats_every() -> f64 {
@@ -345,6 +361,35 @@ fn d_better_evidence() -> f32 {
 }
 fn d_resume_max_gap() -> f64 {
     3600.0
+}
+
+/// Bounds of the outbox (event messages stored until the broker acknowledges them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Above this many waiting messages, superseded `update`s are dropped first, then other
+    /// `update`s; a `new` or `end` is never dropped.
+    #[serde(default = "d_outbox_max")]
+    pub max_messages: u64,
+    /// `update`s waiting longer than this are dropped; `new` and `end` never are.
+    #[serde(default = "d_outbox_age")]
+    pub max_age_seconds: f64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: d_outbox_max(),
+            max_age_seconds: d_outbox_age(),
+        }
+    }
+}
+
+fn d_outbox_max() -> u64 {
+    100_000
+}
+fn d_outbox_age() -> f64 {
+    7.0 * 86_400.0
 }
 
 /// Evidence photos: where they are written and how long they are kept.
@@ -618,6 +663,11 @@ impl LoadedConfig {
     /// The storage directory, resolved against the config file's folder.
     pub fn storage_dir(&self) -> PathBuf {
         self.resolve(&self.config.storage.dir)
+    }
+
+    /// A path from the config, resolved against the config file's folder.
+    pub fn path_of(&self, p: &Path) -> PathBuf {
+        self.resolve(p)
     }
 
     /// The evidence folder: `[evidence] dir`, else `evidence/` in the storage dir.

@@ -47,8 +47,75 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             );
         }
     }
-    if let Err(e) = crate::mqtt::BrokerAddress::parse(&cfg.mqtt.url) {
-        push(vec![Key("mqtt"), Key("url")], e.to_string());
+    let m = &cfg.mqtt;
+    let tls = match crate::mqtt::BrokerAddress::parse(&m.url) {
+        Ok(a) => a.tls,
+        Err(e) => {
+            push(vec![Key("mqtt"), Key("url")], e.to_string());
+            false
+        }
+    };
+    let files = [
+        ("ca_file", &m.ca_file),
+        ("client_cert_file", &m.client_cert_file),
+        ("client_key_file", &m.client_key_file),
+        ("password_file", &m.password_file),
+    ];
+    for (field, file) in files {
+        let Some(file) = file else { continue };
+        if field != "password_file" && !tls {
+            push(
+                vec![Key("mqtt"), Key(field)],
+                "only used with TLS: make the url mqtts://HOST:PORT, or remove this".into(),
+            );
+        } else if let Err(e) = std::fs::File::open(loaded.path_of(file)) {
+            push(
+                vec![Key("mqtt"), Key(field)],
+                format!("cannot read {}: {e}", loaded.path_of(file).display()),
+            );
+        }
+    }
+    if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+        let field = if m.client_cert_file.is_some() {
+            "client_cert_file"
+        } else {
+            "client_key_file"
+        };
+        push(
+            vec![Key("mqtt"), Key(field)],
+            "give both client_cert_file and client_key_file, or neither".into(),
+        );
+    }
+    if m.password_file.is_some() && m.password_env.is_some() {
+        push(
+            vec![Key("mqtt"), Key("password_env")],
+            "give the password in one place: password_file or password_env, not both".into(),
+        );
+    }
+    if (m.password_file.is_some() || m.password_env.is_some()) && m.username.is_none() {
+        let field = if m.password_file.is_some() {
+            "password_file"
+        } else {
+            "password_env"
+        };
+        push(
+            vec![Key("mqtt"), Key(field)],
+            "a password needs a username: add `username = \"...\"`".into(),
+        );
+    }
+    if let Some(var) = &m.password_env {
+        if std::env::var(var).map_or(true, |v| v.is_empty()) {
+            push(
+                vec![Key("mqtt"), Key("password_env")],
+                format!("the environment variable {var} is not set or is empty"),
+            );
+        }
+    }
+    if cfg.outbox.max_messages < 100 {
+        push(
+            vec![Key("outbox"), Key("max_messages")],
+            "must be at least 100".into(),
+        );
     }
     if cfg.detector.threads == 0 {
         push(
@@ -79,7 +146,14 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     let t = &cfg.tracker;
     let i = &cfg.incidents;
     let e = &cfg.evidence;
-    let numbers: [(&'static str, &'static str, f64, f64, f64); 15] = [
+    let numbers: [(&'static str, &'static str, f64, f64, f64); 16] = [
+        (
+            "outbox",
+            "max_age_seconds",
+            cfg.outbox.max_age_seconds,
+            60.0,
+            365.0 * 86_400.0,
+        ),
         (
             "mqtt",
             "stats_every_seconds",

@@ -27,6 +27,11 @@ pub struct DecodedFrame {
     pub pts: f64,
     /// The picture.
     pub image: RgbImage,
+    /// CPU time spent decoding (packets, frames, colour conversion) since the previous frame
+    /// returned, not counting waits on the network.
+    pub decode: std::time::Duration,
+    /// Damaged packets the decoder rejected since the previous frame returned.
+    pub damaged: u64,
 }
 
 /// An open video stream.
@@ -40,6 +45,10 @@ pub struct VideoDecoder {
     mode: DecodeMode,
     scaler: Option<(Scaler, Pixel, u32, u32)>,
     eof_sent: bool,
+    /// Decoding time accumulated since the last frame returned.
+    decode: std::time::Duration,
+    /// Damaged packets since the last frame returned.
+    damaged: u64,
 }
 
 static FFMPEG_INIT: Once = Once::new();
@@ -105,6 +114,8 @@ impl VideoDecoder {
             mode,
             scaler: None,
             eof_sent: false,
+            decode: std::time::Duration::ZERO,
+            damaged: 0,
         })
     }
 
@@ -131,7 +142,10 @@ impl VideoDecoder {
     ) -> Result<Option<DecodedFrame>, DecodeError> {
         let mut frame = VideoFrame::empty();
         loop {
-            match self.decoder.receive_frame(&mut frame) {
+            let started = std::time::Instant::now();
+            let received = self.decoder.receive_frame(&mut frame);
+            self.decode += started.elapsed();
+            match received {
                 Ok(()) => {
                     let Some(ts) = frame.timestamp().or(frame.pts()) else {
                         continue;
@@ -139,8 +153,15 @@ impl VideoDecoder {
                     let start = *self.start_pts.get_or_insert(ts);
                     let pts = (ts - start) as f64 * self.time_base;
                     if want(pts) {
+                        let started = std::time::Instant::now();
                         let image = self.convert_rgb(&frame)?;
-                        return Ok(Some(DecodedFrame { pts, image }));
+                        self.decode += started.elapsed();
+                        return Ok(Some(DecodedFrame {
+                            pts,
+                            image,
+                            decode: std::mem::take(&mut self.decode),
+                            damaged: std::mem::take(&mut self.damaged),
+                        }));
                     }
                     continue;
                 }
@@ -160,9 +181,13 @@ impl VideoDecoder {
                     if self.mode == DecodeMode::Keyframes && !packet.is_key() {
                         continue;
                     }
-                    if let Err(e) = self.decoder.send_packet(&packet) {
+                    let started = std::time::Instant::now();
+                    let sent = self.decoder.send_packet(&packet);
+                    self.decode += started.elapsed();
+                    if let Err(e) = sent {
                         // A damaged packet (common on lossy RTSP) is skipped, not fatal.
                         tracing::debug!(url = %self.url, "packet rejected: {e}");
+                        self.damaged += 1;
                     }
                 }
                 Err(ffmpeg::Error::Eof) => {

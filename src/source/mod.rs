@@ -21,6 +21,10 @@ pub struct Frame {
     pub time: DateTime<Utc>,
     /// The picture (RGB).
     pub image: RgbImage,
+    /// Decoding time spent on this frame and the unsampled ones before it.
+    pub decode: Duration,
+    /// Damaged packets dropped by the decoder since the previous sampled frame.
+    pub damaged: u64,
 }
 
 /// Picks frames at a fixed interval of stream time.
@@ -165,6 +169,8 @@ pub fn run_feed(
                 on_frame(Frame {
                     time,
                     image: f.image,
+                    decode: f.decode,
+                    damaged: f.damaged,
                 });
                 backoff = Duration::from_secs(1);
             }

@@ -1,0 +1,101 @@
+//! Commands from the command center: zone switches (`…/zones/{zone}/set`, `ON`/`OFF`) and
+//! config reload (`{p}/nodes/{node}/reload`). A command that cannot be read is answered on
+//! `{p}/nodes/{node}/errors` with what was wrong.
+
+use serde::Serialize;
+
+use super::Topics;
+
+/// A command received over MQTT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Arm or disarm a zone.
+    SetZone {
+        /// Camera id.
+        camera: String,
+        /// Zone id.
+        zone: String,
+        /// `ON` = armed.
+        on: bool,
+    },
+    /// Re-read the config file and apply what changed.
+    Reload,
+}
+
+/// A refused command, as published on `{p}/nodes/{node}/errors` (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandError {
+    /// The topic the command came on.
+    pub topic: String,
+    /// The payload, as text (cut at 200 characters).
+    pub payload: String,
+    /// What was wrong and what to send instead.
+    pub error: String,
+}
+
+impl CommandError {
+    /// An error about a command received on `topic` with `payload`.
+    pub fn new(topic: &str, payload: &[u8], error: impl Into<String>) -> Self {
+        Self {
+            topic: topic.to_string(),
+            payload: String::from_utf8_lossy(payload).chars().take(200).collect(),
+            error: error.into(),
+        }
+    }
+}
+
+/// Reads a command from an incoming message.
+pub fn parse(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Command, CommandError> {
+    if topic == topics.reload() {
+        return Ok(Command::Reload);
+    }
+    let Some((camera, zone)) = topics.parse_zone_set(topic) else {
+        return Err(CommandError::new(
+            topic,
+            payload,
+            "not a command topic: use {prefix}/cameras/{camera}/zones/{zone}/set or {prefix}/nodes/{node}/reload",
+        ));
+    };
+    let on = match String::from_utf8_lossy(payload)
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "ON" => true,
+        "OFF" => false,
+        _ => {
+            return Err(CommandError::new(
+                topic,
+                payload,
+                "a zone switch takes ON or OFF",
+            ))
+        }
+    };
+    Ok(Command::SetZone {
+        camera: camera.to_string(),
+        zone: zone.to_string(),
+        on,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_commands_and_explains_bad_ones() {
+        let t = Topics::new("sw", "n1");
+        assert_eq!(
+            parse(&t, "sw/cameras/c/zones/z/set", b"off"),
+            Ok(Command::SetZone {
+                camera: "c".into(),
+                zone: "z".into(),
+                on: false
+            })
+        );
+        assert_eq!(parse(&t, "sw/nodes/n1/reload", b""), Ok(Command::Reload));
+        let e = parse(&t, "sw/cameras/c/zones/z/set", b"maybe").unwrap_err();
+        assert_eq!(e.payload, "maybe");
+        assert!(e.error.contains("ON or OFF"));
+    }
+}

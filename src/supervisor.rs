@@ -1,0 +1,501 @@
+//! The running node's cameras: each in its own thread (a failing camera only stops itself),
+//! started, stopped and reconfigured by the supervisor as commands and reloads arrive.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::{CameraConfig, LoadedConfig};
+use crate::detector::Detector;
+use crate::event::{self, EventMessage};
+use crate::incidents::EndReason;
+use crate::mqtt::{CameraStatus, CommandError, Outbound};
+use crate::pipeline::CameraPipeline;
+use crate::source::{self, CameraState, FeedOptions, StatusChange};
+use crate::stats::StatsBoard;
+
+/// A command for one running camera.
+#[derive(Debug, Clone)]
+pub enum CameraCommand {
+    /// Arm or disarm one of its zones.
+    SetZone {
+        /// Zone id.
+        zone: String,
+        /// Armed.
+        on: bool,
+    },
+    /// Apply a reloaded config (zones, schedules, thresholds) without reconnecting.
+    Reconfigure(Box<LoadedConfig>),
+}
+
+/// One running camera.
+struct RunningCamera {
+    config: CameraConfig,
+    stop: Arc<AtomicBool>,
+    control: Sender<CameraCommand>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Cameras given new zones and settings in place.
+    pub updated: Vec<String>,
+    /// Cameras started (new, or enabled).
+    pub started: Vec<String>,
+    /// Cameras stopped (removed, or disabled).
+    pub stopped: Vec<String>,
+    /// Cameras reconnected because their url, model or decoding changed.
+    pub restarted: Vec<String>,
+}
+
+/// The cameras of a running node.
+pub struct Supervisor {
+    loaded: LoadedConfig,
+    cameras: BTreeMap<String, RunningCamera>,
+    detectors: HashMap<String, Result<Arc<Detector>, String>>,
+    tx: UnboundedSender<Outbound>,
+    stats: StatsBoard,
+}
+
+impl Supervisor {
+    /// Starts every enabled camera of `loaded`.
+    pub fn start(loaded: LoadedConfig, tx: UnboundedSender<Outbound>, stats: StatsBoard) -> Self {
+        let mut s = Self {
+            loaded,
+            cameras: BTreeMap::new(),
+            detectors: HashMap::new(),
+            tx,
+            stats,
+        };
+        let cams: Vec<CameraConfig> = s.loaded.config.cameras.clone();
+        for cam in cams.iter().filter(|c| c.enabled) {
+            s.start_camera(cam);
+        }
+        s
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &LoadedConfig {
+        &self.loaded
+    }
+
+    fn detector(&mut self, model: &str) -> Result<Arc<Detector>, String> {
+        let loaded = &self.loaded;
+        self.detectors
+            .entry(model.to_string())
+            .or_insert_with(|| {
+                Detector::load_with(
+                    &loaded.models_dir(),
+                    model,
+                    &loaded.config.detector.runtime(),
+                )
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+
+    fn start_camera(&mut self, cam: &CameraConfig) {
+        let det = self.detector(&cam.model);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (control, commands) = crossbeam_channel::unbounded();
+        let (loaded, c, tx, st, stats) = (
+            self.loaded.clone(),
+            cam.clone(),
+            self.tx.clone(),
+            stop.clone(),
+            self.stats.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("cam-{}", cam.id))
+            .spawn(move || camera_worker(&loaded, &c, det, tx, stats, st, commands));
+        match spawned {
+            Ok(thread) => {
+                self.cameras.insert(
+                    cam.id.clone(),
+                    RunningCamera {
+                        config: cam.clone(),
+                        stop,
+                        control,
+                        thread,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::error!(camera = %cam.id, "cannot start a thread for the camera: {e}")
+            }
+        }
+    }
+
+    /// Stops a camera; returns its thread to join (it ends its open events first).
+    fn stop_camera(&mut self, id: &str) -> Option<std::thread::JoinHandle<()>> {
+        let cam = self.cameras.remove(id)?;
+        cam.stop.store(true, Ordering::Relaxed);
+        Some(cam.thread)
+    }
+
+    /// Arms or disarms a zone; an unknown camera or zone is refused with the ids there are.
+    pub fn set_zone(&self, camera: &str, zone: &str, on: bool) -> Result<(), String> {
+        let Some(cam) = self.cameras.get(camera) else {
+            let known: Vec<&str> = self.cameras.keys().map(String::as_str).collect();
+            return Err(format!(
+                "no running camera {camera:?}; running: {}",
+                known.join(", ")
+            ));
+        };
+        if !cam.config.zones.iter().any(|z| z.id == zone) {
+            let known: Vec<&str> = cam.config.zones.iter().map(|z| z.id.as_str()).collect();
+            return Err(format!(
+                "camera {camera} has no zone {zone:?}; its zones: {}",
+                known.join(", ")
+            ));
+        }
+        cam.control
+            .send(CameraCommand::SetZone {
+                zone: zone.to_string(),
+                on,
+            })
+            .map_err(|_| format!("camera {camera} has stopped"))
+    }
+
+    /// Re-reads the config file: a bad config is refused (and the old one stays); a good one
+    /// is applied camera by camera, reconnecting only cameras whose stream settings changed.
+    pub fn reload(&mut self) -> Result<ReloadSummary, String> {
+        let new = crate::config::load(&self.loaded.path).map_err(|e| e.to_string())?;
+        for (section, same) in [
+            (
+                "mqtt",
+                format!("{:?}", new.config.mqtt) == format!("{:?}", self.loaded.config.mqtt),
+            ),
+            (
+                "storage",
+                new.config.storage.dir == self.loaded.config.storage.dir,
+            ),
+            (
+                "detector",
+                format!("{:?}", new.config.detector)
+                    == format!("{:?}", self.loaded.config.detector),
+            ),
+            (
+                "node",
+                format!("{:?}", new.config.node) == format!("{:?}", self.loaded.config.node),
+            ),
+        ] {
+            if !same {
+                tracing::warn!("reload: [{section}] changed; it takes effect after a restart");
+            }
+        }
+        let mut summary = ReloadSummary::default();
+        let old_ids: Vec<String> = self.cameras.keys().cloned().collect();
+        let mut joins = Vec::new();
+        for id in &old_ids {
+            let still = new.camera(id).filter(|c| c.enabled);
+            match still {
+                None => {
+                    joins.extend(self.stop_camera(id));
+                    summary.stopped.push(id.clone());
+                }
+                Some(c) if stream_changed(&self.cameras[id].config, c) => {
+                    joins.extend(self.stop_camera(id));
+                    summary.restarted.push(id.clone());
+                }
+                Some(c) => {
+                    if let Some(running) = self.cameras.get_mut(id) {
+                        running.config = c.clone();
+                        let _ = running
+                            .control
+                            .send(CameraCommand::Reconfigure(Box::new(new.clone())));
+                    }
+                    summary.updated.push(id.clone());
+                }
+            }
+        }
+        // A restarted camera's thread ends (and ends its events) before the new one starts,
+        // so the two never hold the same stream or events.
+        for j in joins {
+            let _ = j.join();
+        }
+        self.loaded = new;
+        let cams: Vec<CameraConfig> = self.loaded.config.cameras.clone();
+        for cam in cams.iter().filter(|c| c.enabled) {
+            if !self.cameras.contains_key(&cam.id) {
+                if !summary.restarted.contains(&cam.id) {
+                    summary.started.push(cam.id.clone());
+                }
+                self.start_camera(cam);
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Handles a command from the command center; what cannot be done is answered on the
+    /// errors topic.
+    pub fn command(&mut self, command: crate::mqtt::Command) {
+        let topics = crate::mqtt::Topics::new(
+            &self.loaded.config.mqtt.topic_prefix,
+            &self.loaded.config.node.id,
+        );
+        let refused = match command {
+            crate::mqtt::Command::SetZone { camera, zone, on } => {
+                self.set_zone(&camera, &zone, on).err().map(|e| {
+                    let topic = format!(
+                        "{}/cameras/{camera}/zones/{zone}/set",
+                        self.loaded.config.mqtt.topic_prefix
+                    );
+                    CommandError::new(&topic, if on { b"ON" } else { b"OFF" }, e)
+                })
+            }
+            crate::mqtt::Command::Reload => match self.reload() {
+                Ok(s) => {
+                    tracing::info!(
+                        "config reloaded: updated {:?}, started {:?}, stopped {:?}, reconnected {:?}",
+                        s.updated,
+                        s.started,
+                        s.stopped,
+                        s.restarted
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::error!("reload refused, the running config stays:\n{e}");
+                    Some(CommandError::new(
+                        &topics.reload(),
+                        b"",
+                        format!("reload refused, the running config stays: {e}"),
+                    ))
+                }
+            },
+        };
+        if let Some(e) = refused {
+            let _ = self.tx.send(Outbound::CommandError(e));
+        }
+    }
+
+    /// The camera threads, left running (a file camera's ends at the end of its file).
+    pub fn into_threads(self) -> Vec<std::thread::JoinHandle<()>> {
+        self.cameras.into_values().map(|c| c.thread).collect()
+    }
+
+    /// Stops every camera and returns their threads to join.
+    pub fn shutdown(mut self) -> Vec<std::thread::JoinHandle<()>> {
+        let ids: Vec<String> = self.cameras.keys().cloned().collect();
+        ids.iter().filter_map(|id| self.stop_camera(id)).collect()
+    }
+}
+
+/// Whether a camera must reconnect to apply a new config (its stream or model changed).
+fn stream_changed(old: &CameraConfig, new: &CameraConfig) -> bool {
+    old.url != new.url
+        || old.model != new.model
+        || old.decode != new.decode
+        || old.detect_every_seconds != new.detect_every_seconds
+        || old.pace != new.pace
+        || old.repeat != new.repeat
+        || old.detect_regions != new.detect_regions
+        || old.context_every_seconds != new.context_every_seconds
+        || old.time_zone != new.time_zone
+}
+
+/// Runs one camera until `stop` or the end of its file: frames through the pipeline,
+/// messages and status to `tx`. Never panics; a failing camera only affects itself.
+pub fn camera_worker(
+    loaded: &LoadedConfig,
+    cam: &CameraConfig,
+    detector: Result<Arc<Detector>, String>,
+    tx: UnboundedSender<Outbound>,
+    stats: StatsBoard,
+    stop: Arc<AtomicBool>,
+    control: Receiver<CameraCommand>,
+) {
+    let tz = loaded.camera_tz(cam);
+    let send_status = |state: CameraState,
+                       fps: f64,
+                       last: Option<DateTime<Utc>>,
+                       error: Option<String>,
+                       storage_error: Option<String>| {
+        let _ = tx.send(Outbound::CameraStatus {
+            camera: cam.id.clone(),
+            status: CameraStatus {
+                state,
+                fps,
+                last_frame_time: last.map(|t| event::local_time(t, tz)),
+                error,
+                storage_error,
+            },
+        });
+    };
+    let pipeline =
+        detector.and_then(|d| CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string()));
+    let mut pipeline = match pipeline {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(camera = %cam.id, "camera not started: {e}");
+            stats.update(&cam.id, |s| s.state = CameraState::Offline);
+            send_status(CameraState::Offline, 0.0, None, Some(e), None);
+            return;
+        }
+    };
+    pipeline.queue_for_delivery();
+    pipeline.recover();
+    let send_zone_states = |zones: &[crate::config::ZoneConfig]| {
+        for zone in zones {
+            let _ = tx.send(Outbound::ZoneState {
+                camera: cam.id.clone(),
+                zone: zone.id.clone(),
+                on: zone.enabled,
+            });
+        }
+    };
+    send_zone_states(&cam.zones);
+    let send_events = |messages: Vec<EventMessage>| {
+        for m in messages {
+            log_event(&m);
+            let _ = tx.send(Outbound::Event(m));
+        }
+    };
+    let opts = FeedOptions {
+        url: cam.url.clone(),
+        decode: cam.decode,
+        detect_every_seconds: cam.detect_every_seconds,
+        pace: cam.pace,
+        start_time: None,
+        reconnect: true,
+        repeat: cam.repeat,
+    };
+    // Both callbacks read these; the feed calls them one at a time.
+    let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);
+    let storage_error: RefCell<Option<String>> = RefCell::new(None);
+    let fps = RefCell::new(FpsMeter::default());
+    let mut on_status = |s: StatusChange| {
+        tracing::info!(camera = %cam.id, state = ?s.state, error = ?s.error, "camera status");
+        stats.update(&cam.id, |st| {
+            if s.state == CameraState::Reconnecting {
+                st.reconnects += 1;
+            }
+            st.state = s.state;
+        });
+        send_status(
+            s.state,
+            fps.borrow().value(),
+            last_time.get(),
+            s.error,
+            storage_error.borrow().clone(),
+        );
+    };
+    let mut on_frame = |frame: source::Frame| {
+        fps.borrow_mut().tick();
+        last_time.set(Some(frame.time));
+        // Commands take effect on the frame's time, before it is processed.
+        for command in control.try_iter() {
+            match command {
+                CameraCommand::SetZone { zone, on } => {
+                    match pipeline.set_zone_enabled(&zone, on, frame.time) {
+                        Some(ended) => {
+                            tracing::info!(camera = %cam.id, zone = %zone, "zone switched {}", if on { "ON" } else { "OFF" });
+                            send_events(ended);
+                            let _ = tx.send(Outbound::ZoneState {
+                                camera: cam.id.clone(),
+                                zone,
+                                on,
+                            });
+                        }
+                        None => tracing::warn!(camera = %cam.id, zone = %zone, "no such zone"),
+                    }
+                }
+                CameraCommand::Reconfigure(new) => {
+                    let Some(new_cam) = new.camera(&cam.id).cloned() else {
+                        continue;
+                    };
+                    match pipeline.reconfigure(&new, &new_cam, frame.time) {
+                        Ok(ended) => {
+                            send_events(ended);
+                            send_zone_states(&new_cam.zones);
+                            tracing::info!(camera = %cam.id, "new zones and settings applied");
+                        }
+                        Err(e) => tracing::error!(camera = %cam.id, "reload not applied: {e}"),
+                    }
+                }
+            }
+        }
+        match pipeline.process(&frame) {
+            Ok(outcome) => {
+                stats.update(&cam.id, |s| {
+                    s.frames += 1;
+                    s.fps = fps.borrow().value();
+                    s.last_frame_time = Some(event::local_time(frame.time, tz));
+                    s.record_timing(&outcome.timing, frame.decode);
+                    s.dropped_frames += frame.damaged;
+                    s.open_incidents = pipeline.open_incidents();
+                });
+                send_events(outcome.messages);
+                // The status topic says when evidence cannot be written, and when it can again.
+                let now_error = pipeline.storage_error().map(str::to_string);
+                if *storage_error.borrow() != now_error {
+                    storage_error.replace(now_error.clone());
+                    stats.update(&cam.id, |s| s.storage_error = now_error.clone());
+                    send_status(
+                        CameraState::Online,
+                        fps.borrow().value(),
+                        Some(frame.time),
+                        None,
+                        now_error,
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(camera = %cam.id, "frame skipped: {e}");
+                stats.update(&cam.id, |s| s.dropped_frames += 1 + frame.damaged);
+            }
+        }
+    };
+    let _ = source::run_feed(&opts, &stop, &mut on_status, &mut on_frame);
+    if let Some(t) = last_time.get() {
+        send_events(pipeline.finish(t, EndReason::StreamEnded));
+    }
+}
+
+/// Logs an event message in one line.
+pub fn log_event(m: &EventMessage) {
+    tracing::info!(
+        event_id = %m.event_id,
+        seq = m.seq,
+        camera = %m.camera.id,
+        zone = %m.zone.id,
+        "{:?} {} {} dwell {:.0}s",
+        m.phase,
+        m.kind,
+        m.category.name,
+        m.dwell_seconds
+    );
+}
+
+/// Frames per second over a sliding window of recent frames.
+#[derive(Debug, Default)]
+struct FpsMeter {
+    times: std::collections::VecDeque<Instant>,
+}
+
+impl FpsMeter {
+    fn tick(&mut self) {
+        self.times.push_back(Instant::now());
+        if self.times.len() > 20 {
+            self.times.pop_front();
+        }
+    }
+
+    fn value(&self) -> f64 {
+        match (self.times.front(), self.times.back()) {
+            (Some(a), Some(b)) if self.times.len() > 1 && b > a => {
+                (self.times.len() - 1) as f64 / (*b - *a).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Incidents: turns the scene's per-frame violations into events with a lifecycle
 //! (`new` when the dwell is reached, `update` periodically or on better evidence, `end`).
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Utc};
@@ -139,6 +140,18 @@ pub struct IncidentBook {
     camera_id: String,
     cfg: IncidentConfig,
     open: Vec<Incident>,
+    /// Per (zone, track) whose event ended while the tracker kept the track (a parked car that
+    /// left briefly and came back to the same spot): when that event ended, and when the object
+    /// was first seen again. A later stay starts then, not at the track's old rest start, so it
+    /// is a new event with its own id and its own dwell.
+    ended: HashMap<(String, u64), Reappearance>,
+}
+
+/// See [`IncidentBook::ended`].
+#[derive(Debug, Clone, Copy)]
+struct Reappearance {
+    ended: DateTime<Utc>,
+    seen_again: Option<DateTime<Utc>>,
 }
 
 impl IncidentBook {
@@ -148,6 +161,7 @@ impl IncidentBook {
             camera_id: camera_id.to_string(),
             cfg,
             open: Vec::new(),
+            ended: HashMap::new(),
         }
     }
 
@@ -206,16 +220,17 @@ impl IncidentBook {
                         take_evidence: better,
                     });
                 }
-            } else if v.seen_now && secs(now - v.since) >= dwell(&v.zone_id) {
+            } else if v.seen_now && secs(now - self.stay_start(v, now)) >= dwell(&v.zone_id) {
+                let since = self.stay_start(v, now);
                 let inc = Incident {
-                    event_id: event_id(&self.camera_id, v),
+                    event_id: event_id(&self.camera_id, &v.zone_id, v.track_id, since),
                     kind: v.kind,
                     zone_id: v.zone_id.clone(),
                     track_id: v.track_id,
                     label: v.label.clone(),
                     score: v.score,
                     bbox: v.bbox,
-                    start: v.since,
+                    start: since,
                     last_seen: now,
                     end: None,
                     seq: 0,
@@ -241,12 +256,39 @@ impl IncidentBook {
                 None
             };
             match end {
-                Some(end) => changes.push(close(&mut inc, end)),
+                Some(end) => {
+                    // Tracks are gone long before a day; their entries with them.
+                    self.ended
+                        .retain(|_, r| now - r.ended < chrono::Duration::days(1));
+                    self.ended.insert(
+                        (inc.zone_id.clone(), inc.track_id),
+                        Reappearance {
+                            ended: now,
+                            seen_again: None,
+                        },
+                    );
+                    changes.push(close(&mut inc, end))
+                }
                 None => still_open.push(inc),
             }
         }
         self.open = still_open;
         changes
+    }
+
+    /// When the stay of `v` began: the track's rest start, unless an event of the same track and
+    /// zone ended since, in which case the first time it was seen again after that.
+    fn stay_start(&mut self, v: &Violation, now: DateTime<Utc>) -> DateTime<Utc> {
+        let key = (v.zone_id.clone(), v.track_id);
+        match self.ended.get_mut(&key) {
+            Some(r) if v.since <= r.ended => *r.seen_again.get_or_insert(now),
+            Some(_) => {
+                // The track came to rest anew: its own rest start is right again.
+                self.ended.remove(&key);
+                v.since
+            }
+            None => v.since,
+        }
     }
 
     /// Ends every open incident (end of stream or shutdown) at `now`.
@@ -296,14 +338,14 @@ fn belongs(inc: &Incident, v: &Violation) -> bool {
 
 /// A ULID made from the start time and a hash of what the incident is, so a replayed clip gives
 /// the same ids every time.
-fn event_id(camera: &str, v: &Violation) -> String {
+fn event_id(camera: &str, zone: &str, track_id: u64, since: DateTime<Utc>) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (camera, &v.zone_id, v.track_id, v.since.timestamp_millis()).hash(&mut h);
+    (camera, zone, track_id, since.timestamp_millis()).hash(&mut h);
     let hi = h.finish() as u128;
     let mut h2 = std::collections::hash_map::DefaultHasher::new();
     (hi, "streetwatch").hash(&mut h2);
     let random = (hi << 64 | h2.finish() as u128) & ((1u128 << 80) - 1);
-    ulid::Ulid::from_parts(v.since.timestamp_millis().max(0) as u64, random).to_string()
+    ulid::Ulid::from_parts(since.timestamp_millis().max(0) as u64, random).to_string()
 }
 
 fn secs(d: chrono::TimeDelta) -> f64 {
@@ -367,6 +409,51 @@ mod tests {
                 (25, Phase::Update, 1),
                 (34, Phase::End, 2)
             ]
+        );
+    }
+
+    #[test]
+    fn a_car_that_leaves_and_comes_back_to_the_same_spot_is_a_new_event() {
+        let cfg = IncidentConfig {
+            update_every_seconds: 100.0,
+            end_after_seconds: 5.0,
+            ..Default::default()
+        };
+        let mut book = IncidentBook::new("cam", cfg);
+        let mut messages = Vec::new();
+        // The tracker keeps the parked car's track (and its rest start, 0 s) through its
+        // absence from 30 s to 40 s.
+        for s in 0..80 {
+            let r = if !(30..40).contains(&s) {
+                report(vec![v(0.0, 0.6)])
+            } else {
+                report(vec![])
+            };
+            for c in book.step(t(s as f64), &r, &|_| 15.0) {
+                messages.push((
+                    s,
+                    c.phase,
+                    c.incident.event_id,
+                    c.incident.seq,
+                    c.incident.start,
+                ));
+            }
+        }
+        let phases: Vec<(i32, Phase, u32)> = messages.iter().map(|m| (m.0, m.1, m.3)).collect();
+        assert_eq!(
+            phases,
+            vec![
+                (15, Phase::New, 0),
+                (34, Phase::End, 1),
+                (55, Phase::New, 0)
+            ],
+            "the second stay needs its own dwell, from 40 s"
+        );
+        assert_ne!(messages[0].2, messages[2].2, "a new event id");
+        assert_eq!(
+            messages[2].4,
+            t(40.0),
+            "the stay starts when the car was seen again"
         );
     }
 

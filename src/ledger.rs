@@ -832,6 +832,77 @@ mod tests {
     }
 
     #[test]
+    fn the_outbox_drops_superseded_updates_first_and_never_a_new_or_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        ledger.set_delivery(true);
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let msg = |id: &str, seq: u32, phase: &str| -> EventMessage {
+            serde_json::from_value(serde_json::json!({
+                "schema": "streetwatch.event/1", "type": phase, "event_id": id, "seq": seq,
+                "kind": "illegal_parking", "category": {"code": "05-05", "name": "机动车乱停放"},
+                "camera": {"id": "cam", "name": ""},
+                "zone": {"id": "z", "name": "", "grid": "", "responsible_unit": ""},
+                "object": {"label": "car", "score": 0.8, "track_id": 1, "bbox": [0.1, 0.5, 0.3, 0.9]},
+                "start_time": "2026-11-22T09:00:00.000+08:00", "last_seen": "2026-11-22T09:05:00.000+08:00",
+                "end_time": null, "end_reason": null, "dwell_seconds": 300.0,
+                "recurrence": {"count_7d": 0, "count_30d": 0, "previous_end": null, "relapse": false},
+                "evidence": []
+            }))
+            .unwrap()
+        };
+        // Event A: new, 3 updates, end. Event B: new, 2 updates (still open).
+        for (id, seq, phase) in [
+            ("A", 0, "new"),
+            ("A", 1, "update"),
+            ("B", 0, "new"),
+            ("A", 2, "update"),
+            ("B", 1, "update"),
+            ("A", 3, "update"),
+            ("A", 4, "end"),
+            ("B", 2, "update"),
+        ] {
+            ledger.record(&msg(id, seq, phase), t, t, None).unwrap();
+        }
+        let left = |l: &Ledger| -> Vec<(String, u32)> {
+            l.outbox_after(0, 100)
+                .unwrap()
+                .into_iter()
+                .map(|q| (q.event_id, q.seq))
+                .collect()
+        };
+        let old = Utc::now() - chrono::Duration::days(1);
+        // Over by 2: the two oldest superseded updates go (A1, A2).
+        assert_eq!(ledger.outbox_trim(6, old).unwrap(), 2);
+        let s = |v: &[(&str, u32)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), *b))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            left(&ledger),
+            s(&[("A", 0), ("B", 0), ("B", 1), ("A", 3), ("A", 4), ("B", 2)])
+        );
+        // Over by 4: superseded B1 and A3 first, then the latest update B2; the new and end
+        // messages stay even though the outbox is still over its bound.
+        assert_eq!(ledger.outbox_trim(2, old).unwrap(), 3);
+        assert_eq!(left(&ledger), s(&[("A", 0), ("B", 0), ("A", 4)]));
+        // Below any bound, nothing more goes: a new or an end is never dropped.
+        assert_eq!(
+            ledger
+                .outbox_trim(0, Utc::now() + chrono::Duration::days(1))
+                .unwrap(),
+            0
+        );
+        assert_eq!(left(&ledger).len(), 3);
+        // Acknowledged messages leave.
+        let first = ledger.outbox_after(0, 1).unwrap()[0].id;
+        ledger.outbox_ack(first).unwrap();
+        assert_eq!(left(&ledger), s(&[("B", 0), ("A", 4)]));
+        assert_eq!(ledger.outbox_backlog().unwrap().messages, 2);
+    }
+
+    #[test]
     fn history_counts_and_relapses() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();

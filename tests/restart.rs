@@ -119,7 +119,7 @@ fn an_event_open_at_a_kill_continues_if_in_place_and_ends_with_a_reason_if_not()
     let still_there = render(&dir, "still-there", Some(vec![[0.0, 0.33, 0.86]]), 120.0);
     let gone = render(&dir, "gone", None, 120.0);
     let broker = support::Mosquitto::start();
-    let sub = support::Subscriber::connect(broker.port, &["streetwatch/events/#"]);
+    let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
     let config = dir.join("config.toml");
 
     // Run 1: the car parks; after its `new`, the daemon is killed without warning.
@@ -228,4 +228,5 @@ fn an_event_open_at_a_kill_continues_if_in_place_and_ends_with_a_reason_if_not()
         .map(|(_, s, _)| s)
         .collect();
     assert_eq!(states, ["new", "resumed", "end"]);
+    sub.assert_payloads_valid();
 }

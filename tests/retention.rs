@@ -222,7 +222,7 @@ fn a_full_evidence_disk_does_not_stop_events() {
         .iter()
         .map(|m| m.json())
         .collect();
-    support::assert_schema_valid(&events);
+    sub.assert_payloads_valid();
     let types: Vec<&str> = events.iter().map(|m| m["type"].as_str().unwrap()).collect();
     assert_eq!(types.first(), Some(&"new"));
     assert_eq!(types.last(), Some(&"end"));

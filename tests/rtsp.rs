@@ -483,4 +483,5 @@ fn rtsp_camera_reconnects_while_file_camera_keeps_going() {
         }
     }
     eprintln!("rtsp test took {:.1}s", started.elapsed().as_secs_f64());
+    sub.assert_payloads_valid();
 }

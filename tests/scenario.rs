@@ -216,6 +216,7 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
         sub.on("streetwatch/events/").len(),
         messages.len()
     );
+    sub.assert_payloads_valid();
     let received = sub.on("streetwatch/events/");
     assert_eq!(received.len(), messages.len());
     for (r, m) in received.iter().zip(&messages) {

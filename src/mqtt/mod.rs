@@ -22,7 +22,7 @@ use crate::source::CameraState;
 
 pub use broker::start_embedded_broker;
 pub use commands::{Command, CommandError};
-pub use link::{start_link, Link, LinkError};
+pub use link::{start_link, Link, LinkError, WINDOW};
 pub use options::{client_options, OptionsError};
 
 /// Host and port of a broker, from `mqtt://host:port` or `mqtts://host:port`.

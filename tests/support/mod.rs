@@ -35,47 +35,108 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 pub struct Mosquitto {
     /// Its port.
     pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    conf: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn mosquitto_binary() -> &'static str {
+    ["/usr/sbin/mosquitto", "mosquitto"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("-h")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .expect("mosquitto is not installed: run `make setup`")
 }
 
 impl Mosquitto {
     /// Starts `mosquitto` on a free port (anonymous access, loopback only).
     pub fn start() -> Self {
+        Self::start_with(|port, _| {
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        })
+    }
+
+    /// Starts `mosquitto` on a free port with the config `conf(port, folder)` returns (the
+    /// folder is the broker's own, for password files, certificates, persistence).
+    pub fn start_with(conf: impl FnOnce(u16, &std::path::Path) -> String) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .unwrap();
-        let bin = ["/usr/sbin/mosquitto", "mosquitto"]
-            .into_iter()
-            .find(|b| {
-                Command::new(b)
-                    .arg("-h")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok()
-            })
-            .expect("mosquitto is not installed: run `make setup`");
-        let child = Command::new(bin)
+        let path = dir.path().join("mosquitto.conf");
+        std::fs::write(&path, conf(port, dir.path())).unwrap();
+        // Started as root, mosquitto drops to its own user: it must still read its files
+        // (keys, password file) and write its persistence file here.
+        use std::os::unix::fs::PermissionsExt;
+        let open = |p: &std::path::Path, mode| {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+        };
+        open(dir.path(), 0o777);
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            open(&entry.path(), 0o644);
+        }
+        let mut m = Self {
+            port,
+            child: None,
+            conf: path,
+            dir,
+        };
+        m.launch();
+        m
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
+        let child = Command::new(mosquitto_binary())
             .arg("-c")
-            .arg(&conf)
+            .arg(&self.conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("cannot start mosquitto");
+        self.child = Some(child);
         assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "mosquitto did not start on {port}"
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "mosquitto did not start on {}: {}",
+            self.port,
+            std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
         );
-        Self {
-            port,
-            child,
-            _dir: dir,
+    }
+
+    /// The broker's own folder.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Stops the broker cleanly (SIGTERM: it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "TERM");
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same config.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "STOP");
+        }
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "CONT");
         }
     }
 
@@ -85,10 +146,24 @@ impl Mosquitto {
     }
 }
 
+/// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{name} {pid} failed");
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "CONT");
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -127,7 +202,29 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects to the broker and subscribes (QoS 1); returns once the broker acknowledged.
     pub fn connect(port: u16, filters: &[&str]) -> Self {
-        let mut opts = MqttOptions::new(format!("test-sub-{}", free_port()), "127.0.0.1", port);
+        Self::connect_as(port, filters, &format!("test-sub-{}", free_port()), true)
+    }
+
+    /// Like [`connect`](Self::connect) with a fixed client id; with `clean_session = false` the
+    /// broker keeps the subscription and queues QoS 1 messages while the subscriber is away
+    /// (it reconnects by itself), across broker restarts with persistence.
+    pub fn connect_as(port: u16, filters: &[&str], id: &str, clean_session: bool) -> Self {
+        Self::connect_with(port, filters, id, clean_session, None)
+    }
+
+    /// Like [`connect_as`](Self::connect_as), logging in with a user name and password.
+    pub fn connect_with(
+        port: u16,
+        filters: &[&str],
+        id: &str,
+        clean_session: bool,
+        credentials: Option<(&str, &str)>,
+    ) -> Self {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_clean_session(clean_session);
+        if let Some((user, password)) = credentials {
+            opts.set_credentials(user, password);
+        }
         opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut conn) = Client::new(opts, 100);
         for f in filters {
@@ -175,6 +272,16 @@ impl Subscriber {
             .filter(|m| m.topic.starts_with(prefix))
             .cloned()
             .collect()
+    }
+
+    /// Every message received so far.
+    pub fn all(&self) -> Vec<Received> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Asserts every message received so far is valid against the schema of its topic.
+    pub fn assert_payloads_valid(&self) {
+        assert_payloads_valid(&self.all());
     }
 
     /// Waits until `pred` holds over all messages, or the timeout.
@@ -309,4 +416,210 @@ pub fn assert_schema_valid(messages: &[serde_json::Value]) {
         let errors: Vec<String> = validator.iter_errors(m).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{m:#}\n{errors:#?}");
     }
+}
+
+/// The schema file (under docs/schema) for a topic, and whether its payload is plain text.
+fn schema_for(topic: &str) -> Option<(&'static str, bool)> {
+    let parts: Vec<&str> = topic.split('/').collect();
+    match parts.as_slice() {
+        [_, "events", _, _] => Some(("event.schema.json", false)),
+        [_, "cameras", _, "status"] => Some(("camera-status.schema.json", false)),
+        [_, "cameras", _, "zones", _, "state"] => Some(("zone-state.schema.json", true)),
+        [_, "stats"] => Some(("stats.schema.json", false)),
+        [_, "nodes", _, "available"] => Some(("available.schema.json", true)),
+        [_, "nodes", _, "errors"] => Some(("command-error.schema.json", false)),
+        _ => None,
+    }
+}
+
+/// Asserts every message is valid against the schema of its topic (docs/schema/); a topic
+/// without a schema fails too, so a new payload cannot go undocumented.
+pub fn assert_payloads_valid(messages: &[Received]) {
+    let mut validators = std::collections::HashMap::new();
+    // Commands are what the tests send (some malformed on purpose), not what the node publishes.
+    let is_command = |t: &str| t.ends_with("/set") || t.ends_with("/reload");
+    for m in messages.iter().filter(|m| !is_command(&m.topic)) {
+        let (file, text) = schema_for(&m.topic)
+            .unwrap_or_else(|| panic!("no schema for topic {} (add one in docs/schema)", m.topic));
+        let v = validators.entry(file).or_insert_with(|| {
+            let schema: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(root().join("docs/schema").join(file)).unwrap(),
+            )
+            .unwrap();
+            jsonschema::validator_for(&schema).unwrap()
+        });
+        let value = if text {
+            serde_json::Value::String(m.text())
+        } else {
+            m.json()
+        };
+        let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {value:#}\n{errors:#?}", m.topic);
+    }
+}
+
+/// A `streetwatch run` process, killed on drop.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// Its log (stderr).
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `streetwatch run --config CONFIG` with extra environment variables.
+    pub fn start(config: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let child = Command::new(binary())
+            .current_dir(root())
+            .args(["run", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Kills it without warning (SIGKILL).
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Stops it (SIGTERM) and asserts it exits 0.
+    pub fn stop(&mut self) {
+        signal(self.child.id(), "TERM");
+        let code = self.child.wait().unwrap();
+        assert!(
+            code.success(),
+            "the daemon exited with {code}:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident memory, KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `(event_id, seq)` of every message in a ledger, with its payload.
+pub fn ledger_messages(
+    storage: &std::path::Path,
+) -> std::collections::BTreeMap<(String, u64), String> {
+    let db = rusqlite::Connection::open(storage.join("ledger.sqlite")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT event_id, seq, payload FROM messages")
+        .unwrap();
+    stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Messages waiting in a ledger's outbox.
+pub fn outbox_backlog(storage: &std::path::Path) -> u64 {
+    let db = rusqlite::Connection::open(storage.join("ledger.sqlite")).unwrap();
+    db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Event messages received, as `(event_id, seq)` in arrival order with payloads.
+pub fn received_events(messages: &[Received]) -> Vec<((String, u64), serde_json::Value)> {
+    messages
+        .iter()
+        .filter(|m| m.topic.contains("/events/"))
+        .map(|m| {
+            let j = m.json();
+            (
+                (
+                    j["event_id"].as_str().unwrap().to_string(),
+                    j["seq"].as_u64().unwrap(),
+                ),
+                j,
+            )
+        })
+        .collect()
+}
+
+/// Asserts at-least-once delivery: every message in the ledger was received, nothing else was,
+/// a message received twice is the same message both times, and within each event the first
+/// arrivals are in `seq` order. Returns (distinct, duplicates).
+pub fn assert_delivered(storage: &std::path::Path, received: &[Received]) -> (usize, usize) {
+    let sent = ledger_messages(storage);
+    let got = received_events(received);
+    let mut first: std::collections::BTreeMap<(String, u64), serde_json::Value> =
+        std::collections::BTreeMap::new();
+    let mut order: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    let mut duplicates = 0;
+    for (key, payload) in &got {
+        match first.get(key) {
+            Some(p) => {
+                assert_eq!(
+                    p, payload,
+                    "a duplicate of {key:?} differs from the first copy"
+                );
+                duplicates += 1;
+            }
+            None => {
+                first.insert(key.clone(), payload.clone());
+                order.entry(key.0.clone()).or_default().push(key.1);
+            }
+        }
+    }
+    let sent_keys: Vec<&(String, u64)> = sent.keys().collect();
+    let got_keys: Vec<&(String, u64)> = first.keys().collect();
+    let missing: Vec<_> = sent_keys
+        .iter()
+        .filter(|k| !first.contains_key(**k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} message(s) in the ledger never arrived: {missing:?}",
+        missing.len()
+    );
+    assert_eq!(
+        got_keys, sent_keys,
+        "received messages the ledger does not have"
+    );
+    for (key, payload) in &first {
+        let recorded: serde_json::Value = serde_json::from_str(&sent[key]).unwrap();
+        assert_eq!(
+            &recorded, payload,
+            "{key:?} arrived different from the ledger's copy"
+        );
+    }
+    for (event, seqs) in &order {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "event {event}: first arrivals out of order: {seqs:?}"
+        );
+    }
+    (first.len(), duplicates)
 }

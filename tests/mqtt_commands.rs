@@ -1,0 +1,208 @@
+//! Commands from the command center, over a real mosquitto: a zone switched OFF ends its open
+//! event (`zone_disabled`) and says so on its retained state topic, then ON again; a malformed
+//! switch, an unknown zone and a reload of a broken config are each answered on the node's
+//! errors topic (the running config stays); a reload of a good config adds a zone and changes
+//! the dwell without reconnecting the camera. Every payload is checked against its schema.
+
+mod support;
+
+use std::time::Duration;
+
+use rumqttc::{Client, MqttOptions, QoS};
+use support::{Daemon, Received};
+
+fn publish(port: u16, topic: &str, payload: &str) {
+    let mut opts = MqttOptions::new(
+        format!("test-cmd-{}", support::free_port()),
+        "127.0.0.1",
+        port,
+    );
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = Client::new(opts, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .unwrap();
+    for ev in conn.iter() {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = ev {
+            break;
+        }
+    }
+    let _ = client.disconnect();
+}
+
+fn config(clip: &std::path::Path, url: &str, dwell: f64, zones: &str) -> String {
+    format!(
+        r#"[mqtt]
+url = "{url}"
+[storage]
+dir = "data"
+[incidents]
+end_after_seconds = 5
+update_every_seconds = 2
+[[cameras]]
+id = "cam-cmd"
+url = "{clip}"
+detect_every_seconds = 1.0
+pace = 4.0
+repeat = true
+  [[cameras.zones]]
+  id = "south-strip"
+  kind = "no_parking"
+  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
+  dwell_seconds = {dwell}
+{zones}"#,
+        clip = clip.display()
+    )
+}
+
+fn last_state(r: &[Received], zone: &str) -> Option<String> {
+    r.iter()
+        .rfind(|m| m.topic == format!("streetwatch/cameras/cam-cmd/zones/{zone}/state"))
+        .map(Received::text)
+}
+
+fn errors(r: &[Received]) -> Vec<serde_json::Value> {
+    r.iter()
+        .filter(|m| m.topic == "streetwatch/nodes/streetwatch/errors")
+        .map(Received::json)
+        .collect()
+}
+
+#[test]
+fn zone_switches_and_reloads_from_the_command_center() {
+    let broker = support::Mosquitto::start();
+    let dir = support::artifacts_dir("mqtt-commands");
+    let (clip, _) = support::render_scenario("parking-basic", &dir);
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config(&clip, &broker.url(), 6.0, "")).unwrap();
+    let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
+    let mut daemon = Daemon::start(&path, &dir.join("daemon.log"), &[]);
+    let wait = |what: &str, pred: &dyn Fn(&[Received]) -> bool| {
+        assert!(
+            sub.wait_until(Duration::from_secs(60), pred),
+            "{what}:\n{}",
+            std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+        );
+    };
+    wait("no zone state ON", &|r| {
+        last_state(r, "south-strip").as_deref() == Some("ON")
+    });
+    wait("no event", &|r| {
+        support::received_events(r)
+            .iter()
+            .any(|(_, m)| m["type"] == "new")
+    });
+
+    // OFF: the open event ends as zone_disabled and the retained state says OFF.
+    let open = support::received_events(&sub.all())
+        .into_iter()
+        .find(|(_, m)| m["type"] == "new")
+        .unwrap()
+        .1;
+    publish(
+        broker.port,
+        "streetwatch/cameras/cam-cmd/zones/south-strip/set",
+        "OFF",
+    );
+    wait("no state OFF", &|r| {
+        last_state(r, "south-strip").as_deref() == Some("OFF")
+    });
+    wait("the open event did not end", &|r| {
+        support::received_events(r)
+            .iter()
+            .any(|(_, m)| m["event_id"] == open["event_id"] && m["type"] == "end")
+    });
+    let end = support::received_events(&sub.all())
+        .into_iter()
+        .find(|(_, m)| m["event_id"] == open["event_id"] && m["type"] == "end")
+        .unwrap()
+        .1;
+    assert_eq!(end["end_reason"], "zone_disabled");
+    let retained =
+        support::Subscriber::connect(broker.port, &["streetwatch/cameras/cam-cmd/zones/+/state"]);
+    assert!(
+        retained.wait_until(Duration::from_secs(5), |r| last_state(r, "south-strip")
+            .as_deref()
+            == Some("OFF"))
+    );
+    publish(
+        broker.port,
+        "streetwatch/cameras/cam-cmd/zones/south-strip/set",
+        "ON",
+    );
+    wait("no state ON again", &|r| {
+        r.iter()
+            .filter(|m| m.topic.ends_with("south-strip/state"))
+            .map(Received::text)
+            .collect::<Vec<_>>()
+            .ends_with(&["OFF".to_string(), "ON".to_string()])
+    });
+
+    // Malformed and unknown commands are answered on the errors topic.
+    publish(
+        broker.port,
+        "streetwatch/cameras/cam-cmd/zones/south-strip/set",
+        "maybe",
+    );
+    publish(
+        broker.port,
+        "streetwatch/cameras/cam-cmd/zones/no-such-zone/set",
+        "ON",
+    );
+    wait("no error answers", &|r| errors(r).len() >= 2);
+    let e = errors(&sub.all());
+    assert!(
+        e[0]["error"].as_str().unwrap().contains("ON or OFF"),
+        "{e:#?}"
+    );
+    assert_eq!(e[0]["payload"], "maybe");
+    assert!(
+        e[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("has no zone \"no-such-zone\""),
+        "{e:#?}"
+    );
+
+    // A broken config is refused with the file, line and field; the running one stays.
+    std::fs::write(&path, config(&clip, &broker.url(), -5.0, "")).unwrap();
+    publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
+    wait("no answer to a bad reload", &|r| errors(r).len() >= 3);
+    let refusal = errors(&sub.all())[2]["error"].as_str().unwrap().to_string();
+    assert!(
+        refusal.contains("reload refused") && refusal.contains("dwell_seconds"),
+        "{refusal}"
+    );
+    assert!(daemon.running());
+
+    // A good config: a new zone, a longer dwell; applied without reconnecting the camera.
+    let north = r#"  [[cameras.zones]]
+  id = "north-kerb"
+  kind = "no_parking"
+  polygon = [[0.05, 0.30], [0.95, 0.30], [0.95, 0.60], [0.05, 0.60]]
+  dwell_seconds = 30
+"#;
+    std::fs::write(&path, config(&clip, &broker.url(), 8.0, north)).unwrap();
+    publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
+    wait("the new zone's state was not published", &|r| {
+        last_state(r, "north-kerb").as_deref() == Some("ON")
+    });
+    let statuses: Vec<String> = sub
+        .on("streetwatch/cameras/cam-cmd/status")
+        .iter()
+        .map(|m| m.json()["state"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !statuses.iter().any(|s| s == "reconnecting"),
+        "{statuses:?}"
+    );
+    assert!(daemon.log_text().contains("new zones and settings applied"));
+    assert_eq!(
+        errors(&sub.all()).len(),
+        3,
+        "the good reload raised no error"
+    );
+
+    daemon.stop();
+    sub.assert_payloads_valid();
+}

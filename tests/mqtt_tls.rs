@@ -1,0 +1,224 @@
+//! `mqtts://` against mosquitto with TLS, certificates made by the test with openssl: a CA, a
+//! server certificate for localhost / 127.0.0.1, and a client certificate the broker requires;
+//! the password comes from a file. Events arrive; with the wrong CA the log says TLS failed and
+//! what to check, and the daemon keeps going with the events waiting in the outbox.
+
+mod support;
+
+use std::cell::Cell;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use support::Daemon;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A CA, a server certificate signed by it, and a client certificate signed by it.
+fn make_certificates(dir: &Path, ca_name: &str) {
+    let subject = format!("/CN={ca_name}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "2", "-subj", &subject,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=streetwatch-node",
+        ],
+    );
+    // X.509 v3 with clientAuth, as a real deployment's client certificate (rustls sends no v1).
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+}
+
+#[test]
+fn events_go_over_tls_with_a_client_certificate() {
+    let tls_port = Cell::new(0);
+    // Two listeners on one broker: TLS (client certificate and password required) for the
+    // daemon, plain loopback for the test's subscriber.
+    let broker = support::Mosquitto::start_with(|port, dir| {
+        make_certificates(dir, "streetwatch test CA");
+        let ok = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(dir.join("passwd"))
+            .args(["node-1", "Tls-Pa55-node"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let tls = support::free_port();
+        tls_port.set(tls);
+        let d = dir.display();
+        format!(
+            "per_listener_settings true\n\
+             listener {port} 127.0.0.1\nallow_anonymous true\n\
+             listener {tls} 127.0.0.1\nallow_anonymous false\npassword_file {d}/passwd\n\
+             cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\nrequire_certificate true\n"
+        )
+    });
+    assert!(support::wait_for_port(
+        tls_port.get(),
+        Duration::from_secs(10)
+    ));
+    let dir = support::artifacts_dir("mqtt-tls");
+    let (clip, _) = support::render_scenario("parking-basic", &dir);
+    std::fs::write(dir.join("password"), "Tls-Pa55-node\n").unwrap();
+    let certs = broker.dir().display().to_string();
+    let write_config = |ca: &str| {
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[mqtt]
+url = "mqtts://localhost:{tls}"
+username = "node-1"
+password_file = "password"
+ca_file = "{ca}"
+client_cert_file = "{certs}/client.crt"
+client_key_file = "{certs}/client.key"
+[storage]
+dir = "data"
+[incidents]
+end_after_seconds = 5
+[[cameras]]
+id = "cam-tls"
+url = "{clip}"
+detect_every_seconds = 1.0
+pace = 4.0
+  [[cameras.zones]]
+  id = "south-strip"
+  kind = "no_parking"
+  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
+  dwell_seconds = 6
+"#,
+                tls = tls_port.get(),
+                clip = clip.display()
+            ),
+        )
+        .unwrap();
+        config
+    };
+
+    // A CA that did not sign the broker's certificate: refused, explained, retried.
+    let other = dir.join("other-ca");
+    std::fs::create_dir_all(&other).unwrap();
+    make_certificates(&other, "someone else's CA");
+    let config = write_config(&other.join("ca.crt").display().to_string());
+    let mut wrong = Daemon::start(&config, &dir.join("wrong-ca.log"), &[]);
+    thread::sleep(Duration::from_secs(6));
+    assert!(wrong.running());
+    let log = wrong.log_text();
+    assert!(
+        log.contains("TLS failed") && log.contains("check [mqtt] ca_file"),
+        "{log}"
+    );
+    assert!(!log.contains("Tls-Pa55-node"), "the password is in the log");
+    wrong.stop();
+
+    // The right CA: the events (those waiting from the first run too) arrive.
+    let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
+    let config = write_config(&format!("{certs}/ca.crt"));
+    let mut daemon = Daemon::start(&config, &dir.join("daemon.log"), &[]);
+    assert!(
+        sub.wait_until(Duration::from_secs(60), |r| r
+            .iter()
+            .any(|m| m.topic.contains("/events/") && m.json()["type"] == "end")),
+        "no event over TLS:\n{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+    let storage = dir.join("data");
+    sub.wait_until(Duration::from_secs(10), |r| {
+        support::received_events(r).len() >= support::ledger_messages(&storage).len()
+    });
+    let all = sub.all();
+    support::assert_payloads_valid(&all);
+    support::assert_delivered(&storage, &all);
+    assert!(all
+        .iter()
+        .any(|m| m.topic == "streetwatch/nodes/streetwatch/available" && m.text() == "online"));
+}

@@ -96,9 +96,10 @@ pub struct Incident {
 }
 
 impl Incident {
-    /// An incident of an earlier run found still in place after a restart: it keeps its id,
-    /// start and sequence, and continues from `now` with the object as seen now.
-    pub fn resumed(
+    /// An incident about the object of `v`, resting since `start`, last message `seq`, seen
+    /// `now`: a new one (seq 0), or one of an earlier run found still in place after a restart
+    /// (its own id, start and seq).
+    pub fn at_rest(
         event_id: String,
         seq: u32,
         start: DateTime<Utc>,
@@ -220,23 +221,13 @@ impl IncidentBook {
                         take_evidence: better,
                     });
                 }
-            } else if v.seen_now && secs(now - self.stay_start(v, now)) >= dwell(&v.zone_id) {
+            } else if v.seen_now {
                 let since = self.stay_start(v, now);
-                let inc = Incident {
-                    event_id: event_id(&self.camera_id, &v.zone_id, v.track_id, since),
-                    kind: v.kind,
-                    zone_id: v.zone_id.clone(),
-                    track_id: v.track_id,
-                    label: v.label.clone(),
-                    score: v.score,
-                    bbox: v.bbox,
-                    start: since,
-                    last_seen: now,
-                    end: None,
-                    seq: 0,
-                    last_sent: now,
-                    evidence_score: v.score,
-                };
+                if secs(now - since) < dwell(&v.zone_id) {
+                    continue;
+                }
+                let id = event_id(&self.camera_id, &v.zone_id, v.track_id, since);
+                let inc = Incident::at_rest(id, 0, since, now, v);
                 changes.push(IncidentChange {
                     phase: Phase::New,
                     incident: inc.clone(),

@@ -103,35 +103,7 @@ enum Command {
         models_dir: Option<PathBuf>,
     },
     /// Rollups from the ledger: counts, dwell, relapses, hotspots, busy hours.
-    Report {
-        /// Config file (for the storage folder and the time zone).
-        #[arg(long, required_unless_present = "ledger")]
-        config: Option<PathBuf>,
-        /// A ledger file, instead of the one in the config's storage folder.
-        #[arg(long)]
-        ledger: Option<PathBuf>,
-        /// Events that started at or after this: 7d, 24h, 90m (before now), 2026-11-01 (local midnight) or RFC 3339.
-        #[arg(long, default_value = "7d")]
-        since: String,
-        /// Events that started before this (same forms); default: now.
-        #[arg(long)]
-        until: Option<String>,
-        /// Rows of the report.
-        #[arg(long, value_enum, default_value = "grid")]
-        by: streetwatch::report::GroupBy,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: ReportFormat,
-        /// Write to this file instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// How many hotspots to list.
-        #[arg(long, default_value_t = 10)]
-        top: usize,
-        /// Time zone for dates and hours (IANA name); default: the config's node time zone.
-        #[arg(long)]
-        time_zone: Option<String>,
-    },
+    Report(ReportArgs),
     /// Render a scenario file into a clip and its ground truth (for tests and trials).
     Compose {
         /// Scenario file.
@@ -366,27 +338,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Report {
-            config,
-            ledger,
-            since,
-            until,
-            by,
-            format,
-            out,
-            top,
-            time_zone,
-        } => report(ReportArgs {
-            config,
-            ledger,
-            since,
-            until,
-            by,
-            format,
-            out,
-            top,
-            time_zone,
-        }),
+        Command::Report(args) => report(args),
         Command::Compose { scenario, out } => {
             let sc = compose::load_scenario(&scenario)?;
             let truth = compose::render(&sc, &out)
@@ -403,15 +355,34 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 /// Arguments of `report`.
+#[derive(clap::Args, Debug)]
 struct ReportArgs {
+    /// Config file (for the storage folder and the time zone).
+    #[arg(long, required_unless_present = "ledger")]
     config: Option<PathBuf>,
+    /// A ledger file, instead of the one in the config's storage folder.
+    #[arg(long)]
     ledger: Option<PathBuf>,
+    /// Events that started at or after this: 7d, 24h, 90m (before now), 2026-11-01 (local midnight) or RFC 3339.
+    #[arg(long, default_value = "7d")]
     since: String,
+    /// Events that started before this (same forms); default: now.
+    #[arg(long)]
     until: Option<String>,
+    /// Rows of the report.
+    #[arg(long, value_enum, default_value = "grid")]
     by: streetwatch::report::GroupBy,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// How many hotspots to list.
+    #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Time zone for dates and hours (IANA name); default: the config's node time zone.
+    #[arg(long)]
     time_zone: Option<String>,
 }
 

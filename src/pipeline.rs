@@ -420,7 +420,7 @@ impl CameraPipeline {
                         .insert(p.msg.event_id.clone(), p.msg.recurrence.clone());
                     self.last_evidence
                         .insert(p.msg.event_id.clone(), p.msg.evidence.clone());
-                    let inc = Incident::resumed(p.msg.event_id, p.msg.seq, p.start, now, v);
+                    let inc = Incident::at_rest(p.msg.event_id, p.msg.seq, p.start, now, v);
                     let change = self.incidents.adopt(inc);
                     out.extend(self.emit(vec![change], Some(frame)));
                 }

@@ -30,29 +30,18 @@ fn publish(port: u16, topic: &str, payload: &str) {
     let _ = client.disconnect();
 }
 
-fn config(clip: &std::path::Path, url: &str, dwell: f64, zones: &str) -> String {
-    format!(
-        r#"[mqtt]
-url = "{url}"
-[storage]
-dir = "data"
-[incidents]
-end_after_seconds = 5
-update_every_seconds = 2
-[[cameras]]
-id = "cam-cmd"
-url = "{clip}"
-detect_every_seconds = 1.0
-pace = 4.0
-repeat = true
-  [[cameras.zones]]
-  id = "south-strip"
-  kind = "no_parking"
-  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
-  dwell_seconds = {dwell}
-{zones}"#,
-        clip = clip.display()
-    )
+fn config(path: &std::path::Path, clip: &std::path::Path, url: &str, dwell: f64, zones: &str) {
+    support::StreetCamera {
+        mqtt: &format!("url = \"{url}\""),
+        sections: "[incidents]\nend_after_seconds = 5\nupdate_every_seconds = 2",
+        id: "cam-cmd",
+        clip,
+        pace: 4.0,
+        camera: "repeat = true",
+        dwell,
+        zones,
+    }
+    .write(path);
 }
 
 fn last_state(r: &[Received], zone: &str) -> Option<String> {
@@ -74,7 +63,7 @@ fn zone_switches_and_reloads_from_the_command_center() {
     let dir = support::artifacts_dir("mqtt-commands");
     let (clip, _) = support::render_scenario("parking-basic", &dir);
     let path = dir.join("config.toml");
-    std::fs::write(&path, config(&clip, &broker.url(), 6.0, "")).unwrap();
+    config(&path, &clip, &broker.url(), 6.0, "");
     let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
     let mut daemon = Daemon::start(&path, &dir.join("daemon.log"), &[]);
     let wait = |what: &str, pred: &dyn Fn(&[Received]) -> bool| {
@@ -165,7 +154,7 @@ fn zone_switches_and_reloads_from_the_command_center() {
     );
 
     // A broken config is refused with the file, line and field; the running one stays.
-    std::fs::write(&path, config(&clip, &broker.url(), -5.0, "")).unwrap();
+    config(&path, &clip, &broker.url(), -5.0, "");
     publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
     wait("no answer to a bad reload", &|r| errors(r).len() >= 3);
     let refusal = errors(&sub.all())[2]["error"].as_str().unwrap().to_string();
@@ -182,7 +171,7 @@ fn zone_switches_and_reloads_from_the_command_center() {
   polygon = [[0.05, 0.30], [0.95, 0.30], [0.95, 0.60], [0.05, 0.60]]
   dwell_seconds = 30
 "#;
-    std::fs::write(&path, config(&clip, &broker.url(), 8.0, north)).unwrap();
+    config(&path, &clip, &broker.url(), 8.0, north);
     publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
     wait("the new zone's state was not published", &|r| {
         last_state(r, "north-kerb").as_deref() == Some("ON")

@@ -28,33 +28,17 @@ fn setup(test: &str, mqtt: &str) -> (PathBuf, PathBuf) {
     let dir = support::artifacts_dir(test);
     let (clip, _) = support::render_scenario("parking-basic", &dir);
     let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[mqtt]
-{mqtt}
-stats_every_seconds = 1
-[storage]
-dir = "data"
-[incidents]
-end_after_seconds = 5
-update_every_seconds = 2
-[[cameras]]
-id = "cam-a"
-url = "{clip}"
-detect_every_seconds = 1.0
-pace = 4.0
-repeat = true
-  [[cameras.zones]]
-  id = "south-strip"
-  kind = "no_parking"
-  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
-  dwell_seconds = 6
-"#,
-            clip = clip.display()
-        ),
-    )
-    .unwrap();
+    support::StreetCamera {
+        mqtt: &format!("{mqtt}\nstats_every_seconds = 1"),
+        sections: "[incidents]\nend_after_seconds = 5\nupdate_every_seconds = 2",
+        id: "cam-a",
+        clip: &clip,
+        pace: 4.0,
+        camera: "repeat = true",
+        dwell: 6.0,
+        zones: "",
+    }
+    .write(&config);
     (dir.clone(), config)
 }
 

@@ -150,36 +150,22 @@ fn events_go_over_tls_with_a_client_certificate() {
     let certs = broker.dir().display().to_string();
     let write_config = |ca: &str| {
         let config = dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[mqtt]
-url = "mqtts://localhost:{tls}"
-username = "node-1"
-password_file = "password"
-ca_file = "{ca}"
-client_cert_file = "{certs}/client.crt"
-client_key_file = "{certs}/client.key"
-[storage]
-dir = "data"
-[incidents]
-end_after_seconds = 5
-[[cameras]]
-id = "cam-tls"
-url = "{clip}"
-detect_every_seconds = 1.0
-pace = 4.0
-  [[cameras.zones]]
-  id = "south-strip"
-  kind = "no_parking"
-  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
-  dwell_seconds = 6
-"#,
-                tls = tls_port.get(),
-                clip = clip.display()
-            ),
-        )
-        .unwrap();
+        let mqtt = format!(
+            "url = \"mqtts://localhost:{tls}\"\nusername = \"node-1\"\npassword_file = \"password\"\n\
+             ca_file = \"{ca}\"\nclient_cert_file = \"{certs}/client.crt\"\nclient_key_file = \"{certs}/client.key\"",
+            tls = tls_port.get()
+        );
+        support::StreetCamera {
+            mqtt: &mqtt,
+            sections: "[incidents]\nend_after_seconds = 5",
+            id: "cam-tls",
+            clip: &clip,
+            pace: 4.0,
+            camera: "",
+            dwell: 6.0,
+            zones: "",
+        }
+        .write(&config);
         config
     };
 

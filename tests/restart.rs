@@ -71,31 +71,18 @@ fn render(
 }
 
 fn write_config(config: &std::path::Path, broker: &str, clip: &std::path::Path) {
-    std::fs::write(
-        config,
-        format!(
-            r#"[mqtt]
-url = "{broker}"
-[storage]
-dir = "data"
-[incidents]
-end_after_seconds = 10
-[[cameras]]
-id = "cam-restart"
-url = "{clip}"
-detect_every_seconds = 1.0
-# Real time, as a live camera: stream time follows the wall clock across restarts.
-pace = 1.0
-  [[cameras.zones]]
-  id = "south-strip"
-  kind = "no_parking"
-  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
-  dwell_seconds = 6
-"#,
-            clip = clip.display()
-        ),
-    )
-    .unwrap();
+    support::StreetCamera {
+        mqtt: &format!("url = \"{broker}\""),
+        sections: "[incidents]\nend_after_seconds = 10",
+        id: "cam-restart",
+        clip,
+        // Real time, as a live camera: stream time follows the wall clock across restarts.
+        pace: 1.0,
+        camera: "",
+        dwell: 6.0,
+        zones: "",
+    }
+    .write(config);
 }
 
 fn kill(d: &mut Daemon) {

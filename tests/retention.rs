@@ -24,31 +24,17 @@ use streetwatch::retention;
 
 fn config(dir: &Path, extra: &str, url: &str) -> std::path::PathBuf {
     let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[mqtt]
-{url}
-[storage]
-dir = "data"
-{extra}
-[incidents]
-end_after_seconds = 10
-[[cameras]]
-id = "cam-test"
-url = "{clip}"
-detect_every_seconds = 1.0
-pace = 4.0
-  [[cameras.zones]]
-  id = "south-strip"
-  kind = "no_parking"
-  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
-  dwell_seconds = 15
-"#,
-            clip = dir.join("parking-basic.mp4").display()
-        ),
-    )
-    .unwrap();
+    support::StreetCamera {
+        mqtt: url,
+        sections: &format!("{extra}\n[incidents]\nend_after_seconds = 10"),
+        id: "cam-test",
+        clip: &dir.join("parking-basic.mp4"),
+        pace: 4.0,
+        camera: "",
+        dwell: 15.0,
+        zones: "",
+    }
+    .write(&config);
     config
 }
 

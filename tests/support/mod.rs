@@ -623,3 +623,58 @@ pub fn assert_delivered(storage: &std::path::Path, received: &[Received]) -> (us
     }
     (first.len(), duplicates)
 }
+
+/// The one camera most daemon tests run: `clip` (a scenario street) with a no-parking strip
+/// over its lower paving, storing in `data/` beside the config.
+pub struct StreetCamera<'a> {
+    /// Lines of the `[mqtt]` table (`url = "…"`, credentials, TLS files).
+    pub mqtt: &'a str,
+    /// More tables before the camera (`[incidents]`, `[evidence]`, …).
+    pub sections: &'a str,
+    /// Camera id.
+    pub id: &'a str,
+    /// The clip it watches.
+    pub clip: &'a std::path::Path,
+    /// File pace (1 = real time, as a live camera).
+    pub pace: f64,
+    /// More lines of the camera table (`repeat = true`, …).
+    pub camera: &'a str,
+    /// The strip's dwell.
+    pub dwell: f64,
+    /// More zones, as `[[cameras.zones]]` tables.
+    pub zones: &'a str,
+}
+
+impl StreetCamera<'_> {
+    /// Writes the config to `path`.
+    pub fn write(&self, path: &std::path::Path) {
+        let text = format!(
+            r#"[mqtt]
+{mqtt}
+[storage]
+dir = "data"
+{sections}
+[[cameras]]
+id = "{id}"
+url = "{clip}"
+detect_every_seconds = 1.0
+pace = {pace:?}
+{camera}
+  [[cameras.zones]]
+  id = "south-strip"
+  kind = "no_parking"
+  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
+  dwell_seconds = {dwell:?}
+{zones}"#,
+            mqtt = self.mqtt,
+            sections = self.sections,
+            id = self.id,
+            clip = self.clip.display(),
+            pace = self.pace,
+            camera = self.camera,
+            dwell = self.dwell,
+            zones = self.zones,
+        );
+        std::fs::write(path, text).unwrap();
+    }
+}

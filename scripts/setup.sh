@@ -5,7 +5,9 @@
 #      wheel on PyPI, into $STREETWATCH_CACHE/onnxruntime/;
 #   3. the model weights, sample video and photos in scripts/assets.tsv, into
 #      $STREETWATCH_CACHE/assets/, copied from $STREETWATCH_ASSETS (e.g. ../shared/assets) or
-#      downloaded from their upstream URLs, every file checked against its sha256.
+#      downloaded from their upstream URLs, every file checked against its sha256;
+#   4. playwright-core from the npm registry into tests/console/node_modules, for the console's
+#      browser test (it drives Debian's chromium and downloads no browser of its own).
 #
 # Idempotent: a second run only checks (about a second). Run it through `make setup`, or as
 #   STREETWATCH_ASSETS=../shared/assets scripts/setup.sh
@@ -283,6 +285,29 @@ assets() {
     say "assets: ${n_ok} up to date, ${n_copied} copied, ${n_downloaded} downloaded, ${n_skipped} optional skipped (in $dest)"
 }
 
+# Step 4: the console's browser test drives Debian's chromium with playwright-core.
+console_test_tools() {
+    local dir=$ROOT/tests/console
+    local want
+    want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$dir/package.json")
+    if grep -q "\"version\": *\"$want\"" "$dir/node_modules/playwright-core/package.json" 2>/dev/null; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        local -a sudo=()
+        [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+        say "installing Node.js and npm (Debian) for the console's browser test"
+        mkdir -p "$CACHE"
+        { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; } \
+            >>"$CACHE/apt.log" 2>&1 || die "cannot install nodejs and npm (log: $CACHE/apt.log)"
+    fi
+    say "console test: npm ci in tests/console (playwright-core; no browser download)"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) ||
+        die "npm ci in tests/console failed: is the npm registry reachable?"
+}
+
 apt_packages
 onnxruntime
 assets
+console_test_tools

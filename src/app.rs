@@ -13,9 +13,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::LoadedConfig;
+use crate::console::{self, Console, ConsoleRequest};
 use crate::detector::Detector;
 use crate::event::EventMessage;
 use crate::incidents::EndReason;
+use crate::live::LiveView;
 use crate::mqtt::{self, Outbound};
 use crate::pipeline::CameraPipeline;
 use crate::source::{self, FeedOptions};
@@ -23,15 +25,36 @@ use crate::stats::StatsBoard;
 use crate::supervisor::Supervisor;
 
 /// The daemon: every enabled camera in its own thread, until Ctrl-C / SIGTERM; commands from
-/// the command center (zone switches, reload) are applied as they arrive.
+/// the command center (zone switches, reload) and the console (saved zones) are applied as they
+/// arrive.
 pub fn run(loaded: LoadedConfig) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         start_embedded_broker(&loaded)?;
         let mut link = mqtt::start_link(&loaded)?;
         let stats = StatsBoard::default();
+        let live = LiveView::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut cameras = Supervisor::start(loaded.clone(), link.tx.clone(), stats.clone());
+        let (console_tx, mut console_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (console_stop, console_stopped) = tokio::sync::oneshot::channel::<()>();
+        let console = match &loaded.config.http {
+            Some(http) => {
+                let c = Arc::new(Console::new(
+                    &loaded,
+                    live.clone(),
+                    stats.clone(),
+                    link.delivery.clone(),
+                    console_tx,
+                )?);
+                let stopped = async move {
+                    let _ = console_stopped.await;
+                };
+                let task = console::serve(c.clone(), &http.listen, stopped).await?;
+                Some((c, task))
+            }
+            None => None,
+        };
+        let mut cameras = Supervisor::start(loaded.clone(), link.tx.clone(), stats.clone(), live);
         let retention = spawn_retention(&loaded, &stop);
         let stats_task = tokio::spawn(publish_stats(
             stats,
@@ -41,16 +64,32 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
         let shutdown = wait_for_shutdown();
         tokio::pin!(shutdown);
         loop {
+            // A reload may wait for a camera thread to stop: off the async workers.
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(command) = link.commands.recv() => {
-                    // A reload may wait for a camera thread to stop: off the async workers.
                     tokio::task::block_in_place(|| cameras.command(command));
+                }
+                Some(request) = console_rx.recv() => match request {
+                    ConsoleRequest::Reload(reply) => {
+                        let result = tokio::task::block_in_place(|| cameras.reload());
+                        let _ = reply.send(result);
+                    }
+                },
+            }
+            // The console shows the config in force, after whatever changed it.
+            if let Some((c, _)) = &console {
+                if let Ok(mut shown) = c.config.write() {
+                    *shown = cameras.config().clone();
                 }
             }
         }
         tracing::info!("shutting down");
         stats_task.abort();
+        let _ = console_stop.send(());
+        if let Some((_, task)) = console {
+            let _ = task.await;
+        }
         stop.store(true, Ordering::Relaxed);
         for h in cameras.shutdown().into_iter().chain(retention) {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
@@ -342,7 +381,12 @@ pub fn demo(config: &Path, scenario: &Path, clip: &Path) -> Result<()> {
         start_embedded_broker(&loaded)?;
         let link = mqtt::start_link(&loaded)?;
         let received = subscribe_and_print(&loaded).await?;
-        let cameras = Supervisor::start(loaded.clone(), link.tx.clone(), StatsBoard::default());
+        let cameras = Supervisor::start(
+            loaded.clone(),
+            link.tx.clone(),
+            StatsBoard::default(),
+            LiveView::default(),
+        );
         // The demo camera is a file: its thread ends at the end of the clip.
         for h in cameras.into_threads() {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;

@@ -181,6 +181,21 @@ pub struct EvidenceFile {
     pub event_id: String,
 }
 
+/// An evidence file of an incident, as the ledger lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceRecord {
+    /// Path as written in the message.
+    pub path: String,
+    /// `frame` or `crop`.
+    pub kind: String,
+    /// Message that brought it.
+    pub seq: u32,
+    /// sha256, hex.
+    pub sha256: String,
+    /// Deleted by retention.
+    pub deleted: bool,
+}
+
 /// One incident as the ledger keeps it (for reports).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentRecord {
@@ -600,56 +615,110 @@ impl Ledger {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<IncidentRecord>, LedgerError> {
+        self.incidents_where(
+            "start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, event_id",
+            params![since.timestamp_millis(), until.timestamp_millis()],
+        )
+    }
+
+    /// One incident, if the ledger has it.
+    pub fn incident(&self, event_id: &str) -> Result<Option<IncidentRecord>, LedgerError> {
+        Ok(self
+            .incidents_where("event_id = ?1", params![event_id])?
+            .pop())
+    }
+
+    fn incidents_where(
+        &self,
+        condition: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<IncidentRecord>, LedgerError> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT event_id, camera, camera_name, zone, zone_name, kind, category_code,
                     category_name, grid, responsible_unit, road_section, shop, contact, label,
                     score, start_ms, last_seen_ms, end_ms, end_reason, relapse, count_7d,
                     count_30d, previous_end, x1, y1, x2, y2,
                     (SELECT path FROM evidence e WHERE e.event_id = i.event_id AND e.kind = 'crop'
                      AND e.deleted_ms IS NULL ORDER BY seq DESC LIMIT 1)
-                 FROM incidents i WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, event_id",
-            )
+                 FROM incidents i WHERE {condition}"
+            ))
             .map_err(|e| self.err(e))?;
         let time = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
         let rows = stmt
-            .query_map(
-                params![since.timestamp_millis(), until.timestamp_millis()],
-                |r| {
-                    Ok(IncidentRecord {
-                        event_id: r.get(0)?,
-                        camera: r.get(1)?,
-                        camera_name: r.get(2)?,
-                        zone: r.get(3)?,
-                        zone_name: r.get(4)?,
-                        kind: r.get(5)?,
-                        category_code: r.get(6)?,
-                        category_name: r.get(7)?,
-                        grid: r.get(8)?,
-                        responsible_unit: r.get(9)?,
-                        road_section: r.get(10)?,
-                        shop: r.get(11)?,
-                        contact: r.get(12)?,
-                        label: r.get(13)?,
-                        score: r.get(14)?,
-                        start: time(r.get(15)?),
-                        last_seen: time(r.get(16)?),
-                        end: r.get::<_, Option<i64>>(17)?.map(time),
-                        end_reason: r.get(18)?,
-                        relapse: r.get(19)?,
-                        count_7d: r.get(20)?,
-                        count_30d: r.get(21)?,
-                        previous_end: r.get(22)?,
-                        bbox: [r.get(23)?, r.get(24)?, r.get(25)?, r.get(26)?],
-                        crop: r.get(27)?,
-                    })
-                },
-            )
+            .query_map(args, |r| {
+                Ok(IncidentRecord {
+                    event_id: r.get(0)?,
+                    camera: r.get(1)?,
+                    camera_name: r.get(2)?,
+                    zone: r.get(3)?,
+                    zone_name: r.get(4)?,
+                    kind: r.get(5)?,
+                    category_code: r.get(6)?,
+                    category_name: r.get(7)?,
+                    grid: r.get(8)?,
+                    responsible_unit: r.get(9)?,
+                    road_section: r.get(10)?,
+                    shop: r.get(11)?,
+                    contact: r.get(12)?,
+                    label: r.get(13)?,
+                    score: r.get(14)?,
+                    start: time(r.get(15)?),
+                    last_seen: time(r.get(16)?),
+                    end: r.get::<_, Option<i64>>(17)?.map(time),
+                    end_reason: r.get(18)?,
+                    relapse: r.get(19)?,
+                    count_7d: r.get(20)?,
+                    count_30d: r.get(21)?,
+                    previous_end: r.get(22)?,
+                    bbox: [r.get(23)?, r.get(24)?, r.get(25)?, r.get(26)?],
+                    crop: r.get(27)?,
+                })
+            })
             .map_err(|e| self.err(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e));
         rows
+    }
+
+    /// The evidence files of an incident, oldest first (deleted ones too, marked).
+    pub fn evidence_of(&self, event_id: &str) -> Result<Vec<EvidenceRecord>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT path, kind, seq, sha256, deleted_ms IS NOT NULL FROM evidence
+                 WHERE event_id = ?1 ORDER BY seq, kind",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![event_id], |r| {
+                Ok(EvidenceRecord {
+                    path: r.get(0)?,
+                    kind: r.get(1)?,
+                    seq: r.get(2)?,
+                    sha256: r.get(3)?,
+                    deleted: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Every message sent for an incident, in `seq` order, as JSON.
+    pub fn messages_of(&self, event_id: &str) -> Result<Vec<serde_json::Value>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT payload FROM messages WHERE event_id = ?1 ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![event_id], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .filter_map(|p| p.ok().and_then(|p| serde_json::from_str(&p).ok()))
+            .collect();
+        Ok(rows)
     }
 
     /// Incidents with no end (for tests and the restart check).

@@ -34,6 +34,44 @@ pub struct CameraStats {
     pub reconnects: u64,
     /// Why evidence photos cannot be written, if they cannot.
     pub storage_error: Option<String>,
+    /// Inference time per sampled frame (for `/metrics`).
+    #[serde(skip)]
+    pub inference_hist: Histogram,
+    /// Decoding time per sampled frame (for `/metrics`).
+    #[serde(skip)]
+    pub decode_hist: Histogram,
+    /// Events raised (`new` messages) by kind since start (for `/metrics`).
+    #[serde(skip)]
+    pub events: BTreeMap<String, u64>,
+}
+
+/// Upper bounds of the time histograms, milliseconds.
+pub const MS_BUCKETS: [f64; 11] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+];
+
+/// A cumulative histogram of milliseconds over [`MS_BUCKETS`], as Prometheus exposes them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound.
+    pub buckets: [u64; MS_BUCKETS.len()],
+    /// Sum of all observations.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Adds one observation.
+    pub fn observe(&mut self, ms: f64) {
+        for (b, bound) in self.buckets.iter_mut().zip(MS_BUCKETS) {
+            if ms <= bound {
+                *b += 1;
+            }
+        }
+        self.sum += ms;
+        self.count += 1;
+    }
 }
 
 impl Default for CameraStats {
@@ -50,6 +88,9 @@ impl Default for CameraStats {
             open_incidents: 0,
             reconnects: 0,
             storage_error: None,
+            inference_hist: Histogram::default(),
+            decode_hist: Histogram::default(),
+            events: BTreeMap::new(),
         }
     }
 }
@@ -62,6 +103,8 @@ impl CameraStats {
         self.inference_ms += a * (ms(t.inference) - self.inference_ms);
         self.processing_ms += a * (ms(t.preprocess + t.postprocess) - self.processing_ms);
         self.decode_ms += a * (ms(decode) - self.decode_ms);
+        self.inference_hist.observe(ms(t.inference));
+        self.decode_hist.observe(ms(decode));
     }
 }
 
@@ -77,6 +120,11 @@ impl StatsBoard {
         if let Ok(mut m) = self.inner.lock() {
             f(m.entry(camera.to_string()).or_default());
         }
+    }
+
+    /// Every camera's figures, by id.
+    pub fn cameras(&self) -> BTreeMap<String, CameraStats> {
+        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// The stats message: `{"cameras": {id: {...}}}`.

@@ -14,7 +14,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::{CameraConfig, LoadedConfig};
 use crate::detector::Detector;
 use crate::event::{self, EventMessage};
-use crate::incidents::EndReason;
+use crate::incidents::{EndReason, Phase};
+use crate::live::{LiveDetection, LiveFrame, LiveView};
 use crate::mqtt::{CameraStatus, CommandError, Outbound};
 use crate::pipeline::CameraPipeline;
 use crate::source::{self, CameraState, FeedOptions, StatusChange};
@@ -32,6 +33,20 @@ pub enum CameraCommand {
     },
     /// Apply a reloaded config (zones, schedules, thresholds) without reconnecting.
     Reconfigure(Box<LoadedConfig>),
+}
+
+/// What a camera thread talks to.
+pub struct WorkerLinks {
+    /// Messages and status out.
+    pub tx: UnboundedSender<Outbound>,
+    /// Its figures.
+    pub stats: StatsBoard,
+    /// Its latest frame.
+    pub live: LiveView,
+    /// Set to stop it.
+    pub stop: Arc<AtomicBool>,
+    /// Commands in.
+    pub control: Receiver<CameraCommand>,
 }
 
 /// One running camera.
@@ -62,17 +77,24 @@ pub struct Supervisor {
     detectors: HashMap<String, Result<Arc<Detector>, String>>,
     tx: UnboundedSender<Outbound>,
     stats: StatsBoard,
+    live: LiveView,
 }
 
 impl Supervisor {
-    /// Starts every enabled camera of `loaded`.
-    pub fn start(loaded: LoadedConfig, tx: UnboundedSender<Outbound>, stats: StatsBoard) -> Self {
+    /// Starts every enabled camera of `loaded`; their latest frames go to `live`.
+    pub fn start(
+        loaded: LoadedConfig,
+        tx: UnboundedSender<Outbound>,
+        stats: StatsBoard,
+        live: LiveView,
+    ) -> Self {
         let mut s = Self {
             loaded,
             cameras: BTreeMap::new(),
             detectors: HashMap::new(),
             tx,
             stats,
+            live,
         };
         let cams: Vec<CameraConfig> = s.loaded.config.cameras.clone();
         for cam in cams.iter().filter(|c| c.enabled) {
@@ -106,16 +128,17 @@ impl Supervisor {
         let det = self.detector(&cam.model);
         let stop = Arc::new(AtomicBool::new(false));
         let (control, commands) = crossbeam_channel::unbounded();
-        let (loaded, c, tx, st, stats) = (
-            self.loaded.clone(),
-            cam.clone(),
-            self.tx.clone(),
-            stop.clone(),
-            self.stats.clone(),
-        );
+        let (loaded, c) = (self.loaded.clone(), cam.clone());
+        let links = WorkerLinks {
+            tx: self.tx.clone(),
+            stats: self.stats.clone(),
+            live: self.live.clone(),
+            stop: stop.clone(),
+            control: commands,
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("cam-{}", cam.id))
-            .spawn(move || camera_worker(&loaded, &c, det, tx, stats, st, commands));
+            .spawn(move || camera_worker(&loaded, &c, det, links));
         match spawned {
             Ok(thread) => {
                 self.cameras.insert(
@@ -309,11 +332,15 @@ pub fn camera_worker(
     loaded: &LoadedConfig,
     cam: &CameraConfig,
     detector: Result<Arc<Detector>, String>,
-    tx: UnboundedSender<Outbound>,
-    stats: StatsBoard,
-    stop: Arc<AtomicBool>,
-    control: Receiver<CameraCommand>,
+    links: WorkerLinks,
 ) {
+    let WorkerLinks {
+        tx,
+        stats,
+        live,
+        stop,
+        control,
+    } = links;
     let tz = loaded.camera_tz(cam);
     let send_status = |state: CameraState,
                        fps: f64,
@@ -390,6 +417,25 @@ pub fn camera_worker(
         );
     };
     let mut on_frame = |frame: source::Frame| {
+        let live_frame = |frame: source::Frame, detections: &[crate::detector::Detection]| {
+            let (w, h) = frame.image.dimensions();
+            let (sx, sy) = (1.0 / w.max(1) as f32, 1.0 / h.max(1) as f32);
+            LiveFrame {
+                time: frame.time,
+                detections: detections
+                    .iter()
+                    .map(|d| {
+                        let b = d.bbox.scale(sx, sy);
+                        LiveDetection {
+                            label: d.label.clone(),
+                            score: d.score,
+                            bbox: [b.x1, b.y1, b.x2, b.y2],
+                        }
+                    })
+                    .collect(),
+                image: Arc::new(frame.image),
+            }
+        };
         fps.borrow_mut().tick();
         last_time.set(Some(frame.time));
         // Commands take effect on the frame's time, before it is processed.
@@ -433,8 +479,14 @@ pub fn camera_worker(
                     s.record_timing(&outcome.timing, frame.decode);
                     s.dropped_frames += frame.damaged;
                     s.open_incidents = pipeline.open_incidents();
+                    for m in outcome.messages.iter().filter(|m| m.phase == Phase::New) {
+                        *s.events.entry(m.kind.clone()).or_default() += 1;
+                    }
                 });
                 send_events(outcome.messages);
+                let time = frame.time;
+                // The frame is done with: it moves to the live view, uncopied.
+                live.put(&cam.id, live_frame(frame, &outcome.detections));
                 // The status topic says when evidence cannot be written, and when it can again.
                 let now_error = pipeline.storage_error().map(str::to_string);
                 if *storage_error.borrow() != now_error {
@@ -443,7 +495,7 @@ pub fn camera_worker(
                     send_status(
                         CameraState::Online,
                         fps.borrow().value(),
-                        Some(frame.time),
+                        Some(time),
                         None,
                         now_error,
                     );

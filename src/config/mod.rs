@@ -52,6 +52,9 @@ pub struct Config {
     /// The durable queue of event messages waiting for the broker's acknowledgement.
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// The operator console (HTTP): live view, zone editor, event browser, metrics. Off unless
+    /// the table is present.
+    pub http: Option<HttpConfig>,
     /// The deployment's case codes and names per event kind, replacing the GB/T 30428.2
     /// defaults (cities' platforms number cases differently).
     #[serde(default)]
@@ -361,6 +364,23 @@ fn d_better_evidence() -> f32 {
 }
 fn d_resume_max_gap() -> f64 {
     3600.0
+}
+
+/// The operator console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port to listen on; loopback by default, so only this machine reaches it.
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    /// File whose first line is the token every change (saving zones) must carry.
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding that token.
+    pub token_env: Option<String>,
+}
+
+fn d_listen() -> String {
+    "127.0.0.1:8686".into()
 }
 
 /// Bounds of the outbox (event messages stored until the broker acknowledges them).

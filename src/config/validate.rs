@@ -111,6 +111,31 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             );
         }
     }
+    if let Some(h) = &cfg.http {
+        if h.listen.parse::<std::net::SocketAddr>().is_err() {
+            push(
+                vec![Key("http"), Key("listen")],
+                format!(
+                    "{:?} is not an address and port: write e.g. \"127.0.0.1:8686\" (\"0.0.0.0:8686\" for every interface)",
+                    h.listen
+                ),
+            );
+        }
+        if h.token_file.is_some() && h.token_env.is_some() {
+            push(
+                vec![Key("http"), Key("token_env")],
+                "give the token in one place: token_file or token_env, not both".into(),
+            );
+        }
+        if let Some(f) = &h.token_file {
+            if let Err(e) = std::fs::read_to_string(loaded.path_of(f)) {
+                push(
+                    vec![Key("http"), Key("token_file")],
+                    format!("cannot read {}: {e}", loaded.path_of(f).display()),
+                );
+            }
+        }
+    }
     if cfg.outbox.max_messages < 100 {
         push(
             vec![Key("outbox"), Key("max_messages")],

@@ -1,0 +1,229 @@
+//! The operator console: an HTTP server (`[http]`) with the live view, the zone editor, the
+//! event browser, the API they use, and Prometheus metrics. Pages and scripts are compiled into
+//! the binary; nothing is built or fetched separately.
+//!
+//! Reads are open to whoever reaches the listen address (loopback by default); every change
+//! (saving zones) needs the token of `[http] token_file` / `token_env`, and with no token
+//! configured, changes are refused. No secret (token, passwords, credentials in camera urls)
+//! appears in an answer.
+
+mod api;
+mod metrics;
+mod zones;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::LoadedConfig;
+use crate::ledger::Ledger;
+use crate::live::LiveView;
+use crate::mqtt::Delivery;
+use crate::stats::StatsBoard;
+use crate::supervisor::ReloadSummary;
+
+/// Largest request body accepted (a camera's zones as JSON are a few KiB).
+const MAX_BODY: usize = 256 * 1024;
+
+/// Something only the run loop (which owns the cameras) can do.
+#[derive(Debug)]
+pub enum ConsoleRequest {
+    /// Re-read the config file and apply it; answers with what changed.
+    Reload(oneshot::Sender<Result<ReloadSummary, String>>),
+}
+
+/// What the console's handlers share.
+pub struct Console {
+    /// The config in force (replaced after each reload).
+    pub config: Arc<RwLock<LoadedConfig>>,
+    /// Latest frames.
+    pub live: LiveView,
+    /// Camera figures.
+    pub stats: StatsBoard,
+    /// The outbox, for metrics.
+    pub delivery: Arc<Delivery>,
+    /// The ledger, for the event browser.
+    pub ledger: Mutex<Ledger>,
+    /// To the run loop.
+    pub requests: mpsc::UnboundedSender<ConsoleRequest>,
+    /// The token changes must carry; None refuses every change.
+    token: Option<String>,
+    /// The evidence folder, canonical: no file outside it is served.
+    evidence_root: PathBuf,
+    /// Serialises config edits, so two saves never interleave.
+    edit: tokio::sync::Mutex<()>,
+}
+
+/// Why the console cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The token cannot be read.
+    #[error("[http] {0}")]
+    Token(String),
+    /// The ledger cannot be opened.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// The address cannot be listened on.
+    #[error("[http] listen {addr}: {why}")]
+    Listen {
+        /// Address.
+        addr: String,
+        /// Cause.
+        why: String,
+    },
+}
+
+impl Console {
+    /// The console's state for a loaded config.
+    pub fn new(
+        loaded: &LoadedConfig,
+        live: LiveView,
+        stats: StatsBoard,
+        delivery: Arc<Delivery>,
+        requests: mpsc::UnboundedSender<ConsoleRequest>,
+    ) -> Result<Self, ConsoleError> {
+        let http = loaded
+            .config
+            .http
+            .clone()
+            .unwrap_or_else(|| crate::config::HttpConfig {
+                listen: String::new(),
+                token_file: None,
+                token_env: None,
+            });
+        let token = match (&http.token_file, &http.token_env) {
+            (Some(f), _) => Some(
+                std::fs::read_to_string(loaded.path_of(f))
+                    .map_err(|e| ConsoleError::Token(format!("token_file: {e}")))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            ),
+            (None, Some(var)) => std::env::var(var).ok().map(|v| v.trim().to_string()),
+            (None, None) => None,
+        }
+        .filter(|t| !t.is_empty());
+        if token.is_none() {
+            tracing::warn!(
+                "console: no token ([http] token_file / token_env, set and not empty): zones cannot be saved from the browser"
+            );
+        }
+        let evidence = loaded.evidence_dir();
+        let _ = std::fs::create_dir_all(&evidence);
+        Ok(Self {
+            config: Arc::new(RwLock::new(loaded.clone())),
+            live,
+            stats,
+            delivery,
+            ledger: Mutex::new(Ledger::open(&loaded.storage_dir())?),
+            requests,
+            token,
+            evidence_root: evidence.canonicalize().unwrap_or(evidence),
+            edit: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The config in force.
+    fn loaded(&self) -> LoadedConfig {
+        self.config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Refuses a change without the right `Authorization: Bearer TOKEN`.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        let Some(token) = &self.token else {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "changes are disabled: set [http] token_file or token_env in the config",
+            ));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compare without an early exit, so timing says nothing about the token.
+        let same = given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "a change needs the header Authorization: Bearer <token of [http] token_file / token_env>",
+            ))
+        }
+    }
+}
+
+/// A JSON error answer: `{"error": "..."}`.
+pub(crate) fn problem(status: StatusCode, error: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": error.into() }))).into_response()
+}
+
+/// The console's routes.
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(INDEX) }))
+        .route("/zones", get(|| async { Html(ZONES_PAGE) }))
+        .route("/events", get(|| async { Html(EVENTS_PAGE) }))
+        .route(
+            "/console.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        )
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/cameras", get(api::cameras))
+        .route("/api/cameras/{id}/snapshot.jpg", get(api::snapshot))
+        .route("/api/cameras/{id}/live", get(api::live))
+        .route("/api/cameras/{id}/zones", put(zones::save))
+        .route("/api/events", get(api::events))
+        .route("/api/events/{id}", get(api::event))
+        .route("/evidence/{*path}", get(api::evidence))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(console)
+}
+
+/// Listens on `[http] listen` and serves until `stop` resolves.
+pub async fn serve(
+    console: Arc<Console>,
+    listen: &str,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, ConsoleError> {
+    let listener =
+        tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| ConsoleError::Listen {
+                addr: listen.to_string(),
+                why: e.to_string(),
+            })?;
+    tracing::info!("console on http://{listen}/ (zone editor /zones, events /events, /metrics)");
+    let app = router(console);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!("console stopped: {e}");
+        }
+    }))
+}
+
+const INDEX: &str = include_str!("assets/index.html");
+const ZONES_PAGE: &str = include_str!("assets/zones.html");
+const EVENTS_PAGE: &str = include_str!("assets/events.html");
+const STYLE: &str = include_str!("assets/console.css");

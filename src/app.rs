@@ -63,25 +63,29 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
         ));
         let shutdown = wait_for_shutdown();
         tokio::pin!(shutdown);
+        // The console shows the config in force, after whatever changed it.
+        let show = |cameras: &Supervisor| {
+            if let Some((c, _)) = &console {
+                if let Ok(mut shown) = c.config.write() {
+                    *shown = cameras.config().clone();
+                }
+            }
+        };
         loop {
             // A reload may wait for a camera thread to stop: off the async workers.
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(command) = link.commands.recv() => {
                     tokio::task::block_in_place(|| cameras.command(command));
+                    show(&cameras);
                 }
                 Some(request) = console_rx.recv() => match request {
                     ConsoleRequest::Reload(reply) => {
                         let result = tokio::task::block_in_place(|| cameras.reload());
+                        show(&cameras);
                         let _ = reply.send(result);
                     }
                 },
-            }
-            // The console shows the config in force, after whatever changed it.
-            if let Some((c, _)) = &console {
-                if let Ok(mut shown) = c.config.write() {
-                    *shown = cameras.config().clone();
-                }
             }
         }
         tracing::info!("shutting down");

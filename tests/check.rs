@@ -668,3 +668,108 @@ fn categories_may_be_remapped_but_only_for_known_kinds() {
         &["illegal_parking"],
     );
 }
+
+/// `VALID` with these lines added to `[mqtt]`, and `extra` tables at the end.
+fn mqtt_case(url: &str, lines: &str, extra: &str) -> Case {
+    let case = Case::new(&format!(
+        "{}{extra}",
+        VALID.replacen(
+            "url = \"mqtt://127.0.0.1:1883\"\n",
+            &format!("url = \"{url}\"\n{lines}\n"),
+            1
+        )
+    ));
+    std::fs::write(case.dir.path().join("ca.pem"), "PEM").unwrap();
+    case
+}
+
+#[test]
+fn tls_files_need_an_mqtts_url() {
+    let case = mqtt_case("mqtt://10.0.0.2:1883", "ca_file = \"ca.pem\"", "");
+    case.check().assert_error(
+        case.after("ca_file = "),
+        "mqtt.ca_file",
+        &["only used with TLS", "mqtts://"],
+    );
+}
+
+#[test]
+fn an_unreadable_ca_file_is_named() {
+    let case = mqtt_case("mqtts://broker:8883", "ca_file = \"missing.pem\"", "");
+    case.check().assert_error(
+        case.after("ca_file = "),
+        "mqtt.ca_file",
+        &["cannot read", "missing.pem"],
+    );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key() {
+    let case = mqtt_case(
+        "mqtts://broker:8883",
+        "ca_file = \"ca.pem\"\nclient_cert_file = \"ca.pem\"",
+        "",
+    );
+    case.check().assert_error(
+        case.after("client_cert_file = "),
+        "mqtt.client_cert_file",
+        &["give both client_cert_file and client_key_file"],
+    );
+}
+
+#[test]
+fn a_password_needs_a_username_and_one_source() {
+    let case = mqtt_case("mqtt://b:1883", "password_env = \"HOME\"", "");
+    case.check().assert_error(
+        case.after("password_env = "),
+        "mqtt.password_env",
+        &["needs a username"],
+    );
+    let case = mqtt_case(
+        "mqtt://b:1883",
+        "username = \"node\"\npassword_file = \"ca.pem\"\npassword_env = \"HOME\"",
+        "",
+    );
+    case.check().assert_error(
+        case.after("password_env = "),
+        "mqtt.password_env",
+        &["password_file or password_env, not both"],
+    );
+    let case = mqtt_case(
+        "mqtt://b:1883",
+        "username = \"node\"\npassword_env = \"STREETWATCH_SURELY_UNSET_VARIABLE\"",
+        "",
+    );
+    case.check().assert_error(
+        case.after("password_env = "),
+        "mqtt.password_env",
+        &["STREETWATCH_SURELY_UNSET_VARIABLE is not set"],
+    );
+}
+
+#[test]
+fn a_tls_broker_with_credentials_passes() {
+    let case = mqtt_case(
+        "mqtts://broker.city:8883",
+        "username = \"node\"\npassword_file = \"ca.pem\"\nca_file = \"ca.pem\"",
+        "\n[http]\nlisten = \"127.0.0.1:8686\"\ntoken_file = \"ca.pem\"\n[outbox]\nmax_messages = 5000\n",
+    );
+    let out = case.check();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn console_and_outbox_settings_are_checked() {
+    let case = mqtt_case("mqtt://b:1883", "", "\n[http]\nlisten = \"localhost\"\n");
+    case.check().assert_error(
+        case.after("listen = "),
+        "http.listen",
+        &["not an address and port", "127.0.0.1:8686"],
+    );
+    let case = mqtt_case("mqtt://b:1883", "", "\n[outbox]\nmax_messages = 10\n");
+    case.check().assert_error(
+        case.after("max_messages = "),
+        "outbox.max_messages",
+        &["at least 100"],
+    );
+}

@@ -113,9 +113,9 @@ fn an_event_open_at_a_kill_continues_if_in_place_and_ends_with_a_reason_if_not()
     write_config(&config, &broker.url(), &parks);
     let mut first = start(&config, &dir.join("run1.log"));
     assert!(
-        sub.wait_until(Duration::from_secs(90), |r| r
+        sub.wait_until(Duration::from_secs(90), |r| support::received_events(r)
             .iter()
-            .any(|m| m.json()["type"] == "new")),
+            .any(|(_, m)| m["type"] == "new")),
         "no event from the first run"
     );
     kill(&mut first);
@@ -138,10 +138,9 @@ fn an_event_open_at_a_kill_continues_if_in_place_and_ends_with_a_reason_if_not()
     let seq_after = |seq: u64| {
         let id = id.clone();
         move |r: &[support::Received]| {
-            r.iter().any(|m| {
-                let j = m.json();
-                j["event_id"] == id && j["seq"].as_u64() == Some(seq)
-            })
+            support::received_events(r)
+                .iter()
+                .any(|(_, j)| j["event_id"] == id && j["seq"].as_u64() == Some(seq))
         }
     };
     let resumed_seq = last["seq"].as_u64().unwrap() + 1;

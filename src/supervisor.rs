@@ -192,24 +192,12 @@ impl Supervisor {
     /// is applied camera by camera, reconnecting only cameras whose stream settings changed.
     pub fn reload(&mut self) -> Result<ReloadSummary, String> {
         let new = crate::config::load(&self.loaded.path).map_err(|e| e.to_string())?;
+        let (old, now) = (&self.loaded.config, &new.config);
         for (section, same) in [
-            (
-                "mqtt",
-                format!("{:?}", new.config.mqtt) == format!("{:?}", self.loaded.config.mqtt),
-            ),
-            (
-                "storage",
-                new.config.storage.dir == self.loaded.config.storage.dir,
-            ),
-            (
-                "detector",
-                format!("{:?}", new.config.detector)
-                    == format!("{:?}", self.loaded.config.detector),
-            ),
-            (
-                "node",
-                format!("{:?}", new.config.node) == format!("{:?}", self.loaded.config.node),
-            ),
+            ("mqtt", now.mqtt == old.mqtt),
+            ("storage", now.storage.dir == old.storage.dir),
+            ("detector", now.detector == old.detector),
+            ("node", now.node == old.node),
         ] {
             if !same {
                 tracing::warn!("reload: [{section}] changed; it takes effect after a restart");

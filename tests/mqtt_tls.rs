@@ -26,92 +26,61 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA, a server certificate signed by it, and a client certificate signed by it.
+/// A key and a certificate for `name` (`server`, `client`) with subject `cn` and the X.509 v3
+/// extensions `ext`, signed by the CA in `dir`.
+fn signed(dir: &Path, name: &str, cn: &str, ext: &str) {
+    let (key, csr, crt, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    let subject = format!("/CN={cn}");
+    let new_key = [
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject,
+    ];
+    openssl(dir, &new_key);
+    std::fs::write(dir.join(&extfile), format!("{ext}\n")).unwrap();
+    let sign = [
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        &extfile,
+    ];
+    openssl(dir, &sign);
+}
+
+/// A CA, a server certificate for localhost signed by it, and a client certificate signed by it
+/// (X.509 v3 with clientAuth, as a real deployment's; rustls sends no v1 certificate).
 fn make_certificates(dir: &Path, ca_name: &str) {
     let subject = format!("/CN={ca_name}");
-    openssl(
+    let ca = [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", &subject,
+    ];
+    openssl(dir, &ca);
+    signed(
         dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "2", "-subj", &subject,
-        ],
+        "server",
+        "localhost",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
     );
-    openssl(
+    signed(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=streetwatch-node",
-        ],
-    );
-    // X.509 v3 with clientAuth, as a real deployment's client certificate (rustls sends no v1).
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ],
+        "client",
+        "streetwatch-node",
+        "extendedKeyUsage=clientAuth",
     );
 }
 

@@ -96,7 +96,7 @@ impl Categories {
 }
 
 /// Identity and defaults of this node.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Node id used in topics (`{prefix}/nodes/{id}/available`).
@@ -129,7 +129,7 @@ fn default_time_zone() -> String {
 }
 
 /// MQTT connection settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://host:port`.
@@ -181,7 +181,7 @@ pub struct StorageConfig {
 }
 
 /// Detector settings shared by all cameras.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
     /// Threads ONNX Runtime may use inside one inference.
@@ -723,6 +723,15 @@ impl LoadedConfig {
     pub fn holidays(&self) -> crate::scene::DateList {
         // Validated by `check`; a bad item cannot get here.
         crate::scene::DateList::parse(&self.config.node.holidays).unwrap_or_default()
+    }
+
+    /// The node's time zone (checked by `check`; Shanghai if it somehow does not parse).
+    pub fn node_tz(&self) -> chrono_tz::Tz {
+        self.config
+            .node
+            .time_zone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai)
     }
 
     /// A camera's time zone (its own, else the node's).

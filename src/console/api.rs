@@ -305,13 +305,7 @@ impl Console {
 /// `GET /api/events`: events that started in a period (default the last 7 days), newest
 /// first, filtered by kind, zone, grid and camera, `limit` (at most 500) from `offset`.
 pub async fn events(State(c): State<Arc<Console>>, Query(q): Query<EventQuery>) -> Response {
-    let loaded = c.loaded();
-    let tz: chrono_tz::Tz = loaded
-        .config
-        .node
-        .time_zone
-        .parse()
-        .unwrap_or(chrono_tz::Asia::Shanghai);
+    let tz = c.loaded().node_tz();
     let now = Utc::now();
     let bound = |flag: &str, v: &Option<String>, default: DateTime<Utc>| match v {
         Some(s) => crate::report::parse_instant(flag, s, now, tz).map_err(|e| e.to_string()),
@@ -357,13 +351,7 @@ pub async fn events(State(c): State<Arc<Console>>, Query(q): Query<EventQuery>) 
 
 /// `GET /api/events/{id}`: one event with its messages, evidence files and state changes.
 pub async fn event(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
-    let loaded = c.loaded();
-    let tz: chrono_tz::Tz = loaded
-        .config
-        .node
-        .time_zone
-        .parse()
-        .unwrap_or(chrono_tz::Asia::Shanghai);
+    let tz = c.loaded().node_tz();
     let found = c.ledger.lock().ok().and_then(|l| {
         let record = l.incident(&id).ok()??;
         let files = l.evidence_of(&id).ok()?;

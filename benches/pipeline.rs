@@ -1,6 +1,8 @@
 //! Per-frame costs on a real street photo (800x597), one ONNX Runtime thread, for every model
 //! manifest whose weights are present: preprocessing (fit into the model input), inference
-//! alone, decode + NMS, and the whole detection; then the tracker and zone rules for one frame.
+//! alone, decode + NMS, and the whole detection; then the tracker and zone rules for one frame;
+//! then what recording one event message costs in the ledger, without and with the outbox
+//! (a real SQLite file in WAL mode, synchronous commits).
 //!
 //! `make bench` (or `cargo bench --bench pipeline`); needs `make setup` for the models and photo.
 //! `scripts/bench_python_ort.py` measures ONNX Runtime's Python API on the same models for the
@@ -105,9 +107,46 @@ url = "bench.mp4"
     );
 }
 
+fn ledger(c: &mut Criterion) {
+    let message = |seq: u32| -> streetwatch::event::EventMessage {
+        serde_json::from_value(serde_json::json!({
+            "schema": "streetwatch.event/1", "type": if seq == 0 { "new" } else { "update" },
+            "event_id": "01JD0000000000000000000000", "seq": seq, "kind": "illegal_parking",
+            "category": {"code": "05-05", "name": "机动车乱停放"},
+            "camera": {"id": "cam-jiefang-01", "name": "解放路东口"},
+            "zone": {"id": "east", "name": "南侧人行道", "grid": "第八网格", "responsible_unit": "解放路街道城管中队"},
+            "object": {"label": "car", "score": 0.8, "track_id": 1, "bbox": [0.1, 0.5, 0.3, 0.9]},
+            "start_time": "2026-11-22T09:00:00.000+08:00", "last_seen": "2026-11-22T09:05:00.000+08:00",
+            "end_time": null, "end_reason": null, "dwell_seconds": 300.0,
+            "recurrence": {"count_7d": 1, "count_30d": 3, "previous_end": null, "relapse": true},
+            "evidence": [{"kind": "frame", "path": "/var/lib/streetwatch/evidence/a.jpg", "sha256": "00"}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let t = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    for deliver in [false, true] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut ledger =
+            streetwatch::ledger::Ledger::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        ledger.set_delivery(deliver);
+        let mut seq = 0;
+        let name = if deliver {
+            "ledger/record one message + queue in the outbox"
+        } else {
+            "ledger/record one message"
+        };
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                seq += 1;
+                ledger.record(&message(seq), t, t, None)
+            })
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = detection, rules
+    targets = detection, rules, ledger
 }
 criterion_main!(benches);

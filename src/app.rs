@@ -41,6 +41,7 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             Some(http) => {
                 let c = Arc::new(Console::new(
                     &loaded,
+                    http,
                     live.clone(),
                     stats.clone(),
                     link.delivery.clone(),
@@ -454,7 +455,7 @@ fn print_event(topic: &str, payload: &[u8]) {
         println!("[{topic}] {}", String::from_utf8_lossy(payload));
         return;
     };
-    let phase = wire_name(&m.phase);
+    let phase = m.phase.as_str();
     println!(
         "{topic}\n  {phase} #{} {} {} {} | {} ({}) / {} ({}) | {} / {}",
         m.seq,
@@ -476,19 +477,11 @@ fn print_event(topic: &str, payload: &[u8]) {
         m.start_time,
         m.dwell_seconds,
         match (&m.end_time, m.end_reason) {
-            (Some(t), Some(r)) => format!(" | ended {t} ({})", wire_name(&r)),
+            (Some(t), Some(r)) => format!(" | ended {t} ({})", r.as_str()),
             _ => String::new(),
         }
     );
     for e in &m.evidence {
-        println!("  evidence {}: {}", wire_name(&e.kind), e.path);
+        println!("  evidence {}: {}", e.kind, e.path);
     }
-}
-
-/// The name a value has in the JSON message (`new`, `object_left`, ...).
-fn wire_name(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

@@ -149,6 +149,14 @@ pub struct Backlog {
     pub oldest: Option<DateTime<Utc>>,
 }
 
+impl Backlog {
+    /// How long the oldest waiting message has waited at `now`, seconds; None when none waits.
+    pub fn oldest_age_seconds(&self, now: DateTime<Utc>) -> Option<f64> {
+        self.oldest
+            .map(|t| ((now - t).num_milliseconds() as f64 / 1000.0).max(0.0))
+    }
+}
+
 /// The ledger database.
 #[derive(Debug)]
 pub struct Ledger {

@@ -46,9 +46,7 @@ pub fn sweep(
             }
         }
         ledger.mark_evidence_deleted(&file.path, now)?;
-        if events_touched.last() != Some(&file.event_id) {
-            events_touched.push(file.event_id);
-        }
+        events_touched.push(file.event_id);
     }
     events_touched.sort();
     events_touched.dedup();

@@ -133,9 +133,9 @@ pub async fn metrics(State(c): State<Arc<Console>>) -> Response {
         }
     }
     let backlog = c.delivery.backlog();
-    let age = backlog.oldest.map_or(0.0, |t| {
-        ((chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0)
-    });
+    let age = backlog
+        .oldest_age_seconds(chrono::Utc::now())
+        .unwrap_or(0.0);
     let node: [(&str, &str, &str, f64); 5] = [
         (
             "streetwatch_outbox_backlog",

@@ -80,23 +80,15 @@ pub enum ConsoleError {
 }
 
 impl Console {
-    /// The console's state for a loaded config.
+    /// The console's state for a loaded config and its `[http]` table.
     pub fn new(
         loaded: &LoadedConfig,
+        http: &crate::config::HttpConfig,
         live: LiveView,
         stats: StatsBoard,
         delivery: Arc<Delivery>,
         requests: mpsc::UnboundedSender<ConsoleRequest>,
     ) -> Result<Self, ConsoleError> {
-        let http = loaded
-            .config
-            .http
-            .clone()
-            .unwrap_or_else(|| crate::config::HttpConfig {
-                listen: String::new(),
-                token_file: None,
-                token_env: None,
-            });
         let token = match (&http.token_file, &http.token_env) {
             (Some(f), _) => Some(
                 std::fs::read_to_string(loaded.path_of(f))

@@ -161,7 +161,7 @@ impl LinkState {
                                 break;
                             }
                         },
-                        msg = rx.recv(), if self.closing.is_none() => self.on_outbound(&mut s, msg),
+                        msg = rx.recv(), if self.closing.is_none() => self.on_outbound(Some(&mut s), msg),
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
                 }
@@ -175,7 +175,7 @@ impl LinkState {
                     }
                 }
                 tokio::select! {
-                    msg = rx.recv(), if self.closing.is_none() => self.on_outbound_offline(msg),
+                    msg = rx.recv(), if self.closing.is_none() => self.on_outbound(None, msg),
                     _ = tokio::time::sleep_until(until) => break,
                 }
             }
@@ -292,48 +292,32 @@ impl LinkState {
         }
     }
 
-    fn on_outbound(&mut self, s: &mut Session, msg: Option<Outbound>) {
+    /// Takes what the node wants published; `s` is the session, if there is one. Event
+    /// messages are already in the outbox; retained state is remembered for the next connection.
+    fn on_outbound(&mut self, s: Option<&mut Session>, msg: Option<Outbound>) {
         let Some(msg) = msg else {
             self.closing = Some(Instant::now() + DRAIN_AT_SHUTDOWN);
             return;
         };
-        match msg {
+        let s = s.filter(|s| s.connected);
+        match (msg, s) {
             // Already in the outbox; the next round sends it.
-            Outbound::Event(_) => {}
-            Outbound::Stats(v) => {
+            (Outbound::Event(_), _) => {}
+            (Outbound::Stats(v), Some(s)) => {
                 let payload = serde_json::to_vec(&self.with_outbox_stats(v)).unwrap_or_default();
-                if s.connected {
-                    let _ =
-                        s.client
-                            .try_publish(self.topics.stats(), QoS::AtMostOnce, false, payload);
-                }
+                let _ = s
+                    .client
+                    .try_publish(self.topics.stats(), QoS::AtMostOnce, false, payload);
             }
-            Outbound::CommandError(e) => {
-                if s.connected {
-                    self.refuse(s, e);
-                } else {
-                    tracing::warn!(topic = %e.topic, "command refused: {}", e.error);
-                }
-            }
-            other => {
-                if let Some((topic, payload)) = self.remember(other) {
-                    if s.connected {
-                        self.publish_untracked(s, topic, true, payload);
-                    }
-                }
-            }
-        }
-    }
-
-    /// While disconnected: remember retained state; the rest waits in the outbox or is moot.
-    fn on_outbound_offline(&mut self, msg: Option<Outbound>) {
-        match msg {
-            None => self.closing = Some(Instant::now() + DRAIN_AT_SHUTDOWN),
-            Some(Outbound::CommandError(e)) => {
+            (Outbound::Stats(_), None) => {}
+            (Outbound::CommandError(e), Some(s)) => self.refuse(s, e),
+            (Outbound::CommandError(e), None) => {
                 tracing::warn!(topic = %e.topic, "command refused: {}", e.error)
             }
-            Some(other) => {
-                self.remember(other);
+            (other, s) => {
+                if let (Some((topic, payload)), Some(s)) = (self.remember(other), s) {
+                    self.publish_untracked(s, topic, true, payload);
+                }
             }
         }
     }
@@ -358,9 +342,7 @@ impl LinkState {
     /// Adds the outbox's figures to a stats snapshot.
     fn with_outbox_stats(&self, mut v: serde_json::Value) -> serde_json::Value {
         let backlog = self.ledger.outbox_backlog().unwrap_or_default();
-        let age = backlog
-            .oldest
-            .map(|t| ((chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0));
+        let age = backlog.oldest_age_seconds(chrono::Utc::now());
         v["outbox"] = serde_json::json!({
             "backlog": backlog.messages,
             "oldest_age_seconds": age,

@@ -12,10 +12,11 @@ use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
+use streetwatch::change::{ChangeConfig, FrameContext, StaticChangeMap};
 use streetwatch::config::{self, TrackerConfig};
 use streetwatch::detector::{preprocess, Detector};
 use streetwatch::scene::Scene;
-use streetwatch::tracker::Tracker;
+use streetwatch::tracker::{Sight, Tracker};
 
 const PHOTO: &str =
     "images/amsterdam_garbage/garbage/mdc_photo_mdc_65dc0a_cdv_photo_001_1465665061856.jpg";
@@ -98,13 +99,36 @@ url = "bench.mp4"
                 let mut armed = 0;
                 for i in 0..60 {
                     let now = t0 + chrono::Duration::seconds(i);
-                    let tracks = tracker.update(now, &detections);
+                    let sight = Sight {
+                        picture: &img,
+                        motion: None,
+                        camera_shift: (0.0, 0.0),
+                    };
+                    let tracks = tracker.update(now, &detections, Some(sight));
                     armed += scene.evaluate(now, &tracks, &[], w, h).violations.len();
                 }
                 armed
             })
         },
     );
+}
+
+fn change_map(c: &mut Criterion) {
+    let img = photo();
+    let t0 = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let mut map = StaticChangeMap::new(ChangeConfig::default());
+    let mut i = 0;
+    c.bench_function("change map/one frame", |b| {
+        b.iter(|| {
+            i += 1;
+            map.update(
+                t0 + chrono::Duration::seconds(i),
+                &img,
+                FrameContext::default(),
+            )
+            .map(|o| o.len())
+        })
+    });
 }
 
 fn ledger(c: &mut Criterion) {
@@ -147,6 +171,6 @@ fn ledger(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = detection, rules, ledger
+    targets = detection, rules, change_map, ledger
 }
 criterion_main!(benches);

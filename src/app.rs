@@ -215,6 +215,8 @@ pub struct ReplaySummary {
     pub frames: u64,
     /// Whether every message was acknowledged by the broker (None when not publishing).
     pub delivered: Option<bool>,
+    /// Seconds of video replayed: from the first frame to one detection interval past the last.
+    pub video_seconds: f64,
 }
 
 /// Options of `replay`.
@@ -230,6 +232,9 @@ pub struct ReplayOptions {
     pub start_time: Option<DateTime<Utc>>,
     /// Publish to the config's broker too.
     pub publish: bool,
+    /// Times to play the clip back to back, stream time continuing (to judge dwells longer
+    /// than the clip).
+    pub plays: u32,
 }
 
 /// Runs a clip as a camera on video time, as fast as the machine allows; ends what is still open at the end.
@@ -294,7 +299,7 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         pace: 0.0,
         start_time: Some(start),
         reconnect: false,
-        repeat: false,
+        plays: Some(opts.plays.max(1)),
     };
     let mut messages = Vec::new();
     let mut frames = 0u64;
@@ -340,10 +345,14 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
             ok
         })
     });
+    let video_seconds = last_time.map_or(0.0, |t| {
+        (t - start).num_milliseconds() as f64 / 1000.0 + cam.detect_every_seconds
+    });
     Ok(ReplaySummary {
         messages,
         frames,
         delivered,
+        video_seconds,
     })
 }
 

@@ -1,36 +1,58 @@
 //! Change: the static-change map of one camera, model-free.
 //!
 //! No COCO model names a heap of bags or goods laid on the pavement, so streetwatch also looks
-//! for what is *new and still*: a long-term background is learned from the sampled frames with
-//! the tracked moving objects masked out, and regions that differ from it and stay put for
-//! `static_seconds` become static objects with a box, an area, an age and a confidence.
+//! for what is *new and still*, as the abandoned-object literature does with two backgrounds:
 //!
-//! - Global lighting (clouds, dusk) is divided out: the gain between the frame and the background
-//!   is the median brightness ratio over pixels that are background now.
-//! - A shadow (darker, same colour) is not a change; camera noise stays under the threshold.
-//! - The background learns only where nothing new is, so a pile is not absorbed while it lies
-//!   there and the place looks like the background again once it is cleared (the event can end);
-//!   only after `absorb_after_seconds` is a change accepted as the new normal.
-//! - Every sampled frame is compared, whether or not anything moved: a pile dumped at night with
-//!   nobody around is still found.
+//! - a **long-term background** learns the empty scene, slowly, and only where nothing has
+//!   changed or moved for `settle_seconds` (selective update): a pile is never learned while it
+//!   lies there, so the place matches the background again once it is cleared, and a slow walker
+//!   the detector does not recognise is not absorbed either; only after
+//!   `absorb_after_seconds` is a lasting change accepted as the new normal;
+//! - a **short-term background** follows the picture within seconds: a pixel that differs from
+//!   it is moving now (traffic, walkers, waving leaves), also when the detector sees nothing.
+//!
+//! A pixel counts toward a static object once it has differed from the long-term background
+//! *and* held still for `static_seconds`; such pixels are grouped into objects with a box, an
+//! area, an appearance time and a confidence. Each object then passes two tests:
+//!
+//! - **appeared, not left**: the outline of something that appeared is an edge in the frame and
+//!   not in the background; the reverse is a ghost (something that was in the background when it
+//!   was learned, such as people standing in the first frame, and has gone), re-learned at once;
+//! - **not restless**: pixels that keep changing and changing back (a camera's on-screen clock,
+//!   swaying branches, a flickering sign) are never an object.
+//!
+//! Lighting is divided out per region of a 4 x 3 grid (clouds, dusk, a street light coming on
+//! over one side); a shadow (darker, same colour) is not a change; a camera that sways is
+//! registered to the background first; tracked road users and `ignore` zones are left out.
+//! Every sampled frame is compared, whether or not anything moved: a pile dumped at night with
+//! nobody around is still found.
 
 use chrono::{DateTime, Utc};
-use image::imageops::{self, FilterType};
 use image::RgbImage;
+use opencv::core::{self as cv, Mat, Point as CvPoint, Scalar, Size, Vector};
+use opencv::imgproc;
+use opencv::prelude::*;
 use serde::Deserialize;
 
-use crate::geometry::BBox;
+use crate::geometry::{BBox, Point};
+use crate::motion::MotionMap;
+use crate::picture;
 
 /// Settings of the static-change map.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeConfig {
-    /// A region must differ from the background this long to become a static object.
+    /// A region must differ from the background, and hold still, this long to become a static
+    /// object.
     #[serde(default = "d_static")]
     pub static_seconds: f64,
     /// Time constant of background learning where nothing new is.
     #[serde(default = "d_learn")]
     pub learn_seconds: f64,
+    /// A pixel is learned into the background only after nothing changed or moved there for this
+    /// long (so slow walkers and people lingering are not absorbed).
+    #[serde(default = "d_settle")]
+    pub settle_seconds: f64,
     /// A change that lasts this long becomes the new background (0 = never).
     #[serde(default = "d_absorb")]
     pub absorb_after_seconds: f64,
@@ -49,6 +71,9 @@ fn d_static() -> f64 {
 fn d_learn() -> f64 {
     120.0
 }
+fn d_settle() -> f64 {
+    15.0
+}
 fn d_absorb() -> f64 {
     4.0 * 3600.0
 }
@@ -64,6 +89,7 @@ impl Default for ChangeConfig {
         Self {
             static_seconds: d_static(),
             learn_seconds: d_learn(),
+            settle_seconds: d_settle(),
             absorb_after_seconds: d_absorb(),
             threshold: d_threshold(),
             width: d_width(),
@@ -80,11 +106,43 @@ pub struct StaticObject {
     pub bbox: BBox,
     /// Changed area as a fraction of the frame.
     pub area: f32,
-    /// When it appeared (its pixels started to differ).
+    /// When it appeared (its pixels started to differ and hold still).
     pub since: DateTime<Utc>,
     /// 0..1: how clearly it differs from the background.
     pub confidence: f32,
 }
+
+/// What else the map must know about a frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameContext<'a> {
+    /// Normalized boxes of tracked road users (passers-by, cars): they come and go, and are
+    /// left out of the comparison.
+    pub road_users: &'a [BBox],
+    /// What moves at this instant, when every frame is decoded.
+    pub motion: Option<&'a MotionMap>,
+}
+
+/// Time constant of the short-term background, seconds: at the usual 0.5 to 1 detections a
+/// second it is the previous sampled frame.
+const SHORT_SECONDS: f64 = 1.0;
+/// Difference from the short-term background that means "moving now", 8-bit levels.
+const MOVING_THRESHOLD: f32 = 20.0;
+/// A changed pixel must have held still this long (seconds) before it can be part of an object
+/// at all: what moves between two samples is not static.
+const HOLD_STILL_SECONDS: f64 = 1.0;
+/// Time constant of the restlessness count, seconds.
+const RESTLESS_SECONDS: f64 = 300.0;
+/// Restlessness (changes that came and went, decaying) from which a pixel is restless.
+const RESTLESS: f32 = 2.0;
+/// Share of an object that may be restless before it is taken for flicker.
+const RESTLESS_SHARE: f32 = 0.4;
+/// A region whose outline is this much stronger in the background than in the frame is a
+/// ghost: something that left.
+const GHOST_RATIO: f32 = 1.3;
+/// Share of the threshold below which a changed pixel counts as background again.
+const HOLD_CHANGED: f32 = 0.6;
+/// Smallest component kept, in analysis pixels (noise specks are smaller).
+const MIN_PIXELS: usize = 12;
 
 /// The per-camera map.
 #[derive(Debug, Clone)]
@@ -92,16 +150,26 @@ pub struct StaticChangeMap {
     cfg: ChangeConfig,
     w: usize,
     h: usize,
+    /// Long-term background (the empty scene).
     background: Vec<[f32; 3]>,
-    /// Per pixel: since when it differs from the background (seconds, stream time).
+    /// Short-term background (the last seconds).
+    short: Vec<[f32; 3]>,
+    /// Per pixel: since when it differs from the long-term background (seconds, stream time).
     changed_since: Vec<Option<f64>>,
+    /// Per pixel: since when it has differed and held still.
+    still_since: Vec<Option<f64>>,
+    /// Per pixel: when it last changed or moved (the background learns only after a while).
+    last_active: Vec<f64>,
+    /// Per pixel: changes that came and went, decaying with `RESTLESS_SECONDS`.
+    restless: Vec<f32>,
+    /// Pixels under `ignore` zones.
+    ignored: Vec<bool>,
+    /// The `ignore` polygons (normalized), rasterised at the analysis size.
+    ignore_polygons: Vec<Vec<Point>>,
     last: Option<f64>,
     objects: Vec<StaticObject>,
     next_id: u64,
 }
-
-/// Smallest component kept, in analysis pixels (noise specks are smaller).
-const MIN_PIXELS: usize = 12;
 
 impl StaticChangeMap {
     /// An empty map; the first frame becomes the background.
@@ -111,96 +179,208 @@ impl StaticChangeMap {
             w: 0,
             h: 0,
             background: Vec::new(),
+            short: Vec::new(),
             changed_since: Vec::new(),
+            still_since: Vec::new(),
+            last_active: Vec::new(),
+            restless: Vec::new(),
+            ignored: Vec::new(),
+            ignore_polygons: Vec::new(),
             last: None,
             objects: Vec::new(),
             next_id: 1,
         }
     }
 
-    /// Compares one frame with the background; `moving` are normalized boxes of tracked objects
-    /// that are not part of the scene (passers-by, moving cars), left out of the comparison.
-    /// Returns the static objects now present.
+    /// The `ignore` zones (normalized polygons): nothing there is ever compared.
+    pub fn set_ignored(&mut self, polygons: Vec<Vec<Point>>) {
+        if polygons != self.ignore_polygons {
+            self.ignore_polygons = polygons;
+            self.ignored = rasterise(&self.ignore_polygons, self.w, self.h);
+        }
+    }
+
+    /// Compares one frame with the backgrounds and returns the static objects now present.
     pub fn update(
         &mut self,
         time: DateTime<Utc>,
         frame: &RgbImage,
-        moving: &[BBox],
-    ) -> &[StaticObject] {
+        context: FrameContext<'_>,
+    ) -> Result<&[StaticObject], picture::PictureError> {
         let t = time.timestamp_millis() as f64 / 1000.0;
         let (fw, fh) = frame.dimensions();
         let w = self.cfg.width.clamp(16, fw.max(16));
         let h = ((fh as f64 * w as f64 / fw.max(1) as f64).round() as u32).max(8);
-        let small = imageops::resize(frame, w, h, FilterType::Triangle);
-        let cur: Vec<[f32; 3]> = small
-            .pixels()
+        let small = picture::shrink(&picture::rgb_view(frame)?, w as i32, h as i32)?;
+        let (w, h) = (w as usize, h as usize);
+        let mut cur: Vec<[f32; 3]> = small
+            .data_bytes()?
+            .chunks_exact(3)
             .map(|p| [p[0] as f32, p[1] as f32, p[2] as f32])
             .collect();
-        let (w, h) = (w as usize, h as usize);
         if self.background.len() != cur.len() || self.last.is_none() {
-            *self = Self {
-                cfg: self.cfg.clone(),
-                w,
-                h,
-                background: cur,
-                changed_since: vec![None; w * h],
-                last: Some(t),
-                objects: Vec::new(),
-                next_id: self.next_id,
-            };
-            return &self.objects;
+            self.restart(w, h, cur, t);
+            return Ok(&self.objects);
         }
         let dt = (t - self.last.unwrap_or(t)).max(0.0);
         self.last = Some(t);
-        let masked = mask(w, h, moving);
-        let gain = self.gain_field(&cur, &masked);
-        let alpha = if self.cfg.learn_seconds > 0.0 {
+        // A camera that sways: line the frame up with the background first.
+        let shifted = self.register(&mut cur)?;
+        let mut skip = mask(w, h, context.road_users);
+        for (s, (&ig, &sh)) in skip.iter_mut().zip(self.ignored.iter().zip(&shifted)) {
+            *s |= ig || sh;
+        }
+        let gain = self.gain_field(&cur, &skip);
+        let learn = if self.cfg.learn_seconds > 0.0 {
             (dt / self.cfg.learn_seconds).min(1.0) as f32
         } else {
             1.0
         };
+        let follow = (dt / SHORT_SECONDS).min(1.0) as f32;
+        let decay = (-dt / RESTLESS_SECONDS).exp() as f32;
+        let moving_now = |i: usize| {
+            context.motion.is_some_and(|m| {
+                let (mw, mh) = m.mask().dimensions();
+                let (x, y) = (i % w, i / w);
+                let (mx, my) = (x * mw as usize / w, y * mh as usize / h);
+                m.mask().get_pixel(mx as u32, my as u32)[0] > 0
+            })
+        };
         let mut strength = vec![0f32; w * h];
         for i in 0..w * h {
-            if masked[i] {
+            let short = self.short[i];
+            let moving = max_diff(cur[i], short) > MOVING_THRESHOLD || moving_now(i);
+            for (s, c) in self.short[i].iter_mut().zip(cur[i]) {
+                *s += follow * (c - *s);
+            }
+            self.restless[i] *= decay;
+            if skip[i] {
                 continue;
+            }
+            if moving {
+                self.last_active[i] = t;
             }
             let c = cur[i].map(|v| v / gain[i]);
             let b = self.background[i];
-            let diff = (0..3).map(|k| (c[k] - b[k]).abs()).fold(0f32, f32::max);
-            let changed = diff > self.cfg.threshold && !is_shadow(c, b);
-            if changed {
+            let diff = max_diff(c, b);
+            // Hysteresis: a changed pixel stays changed until it is clearly background again,
+            // so texture near the threshold does not flicker (and count as restless).
+            let threshold = if self.changed_since[i].is_some() {
+                HOLD_CHANGED * self.cfg.threshold
+            } else {
+                self.cfg.threshold
+            };
+            if diff > threshold && !is_shadow(c, b) {
+                self.last_active[i] = t;
+                let arrived = self.changed_since[i].is_none();
                 let since = *self.changed_since[i].get_or_insert(t);
                 strength[i] = (diff / (2.0 * self.cfg.threshold)).min(1.0);
+                // What just appeared counts from now; what was already different and changes
+                // again is on the move (traffic, walkers) until it holds still.
+                if arrived {
+                    self.still_since[i] = Some(t);
+                } else if moving {
+                    self.still_since[i] = None;
+                } else {
+                    self.still_since[i].get_or_insert(t);
+                }
                 if self.cfg.absorb_after_seconds > 0.0 && t - since >= self.cfg.absorb_after_seconds
                 {
                     self.background[i] = c;
                     self.changed_since[i] = None;
+                    self.still_since[i] = None;
                 }
             } else {
-                self.changed_since[i] = None;
-                for k in 0..3 {
-                    self.background[i][k] += alpha * (c[k] - b[k]);
+                if self.changed_since[i].take().is_some() {
+                    self.restless[i] += 1.0;
+                }
+                self.still_since[i] = None;
+                if t - self.last_active[i] >= self.cfg.settle_seconds {
+                    for (bk, ck) in self.background[i].iter_mut().zip(c) {
+                        *bk += learn * (ck - *bk);
+                    }
                 }
             }
         }
-        let still: Vec<bool> = self
-            .changed_since
-            .iter()
-            .map(|s| s.is_some_and(|s| t - s >= self.cfg.static_seconds))
+        let still: Vec<u8> = (0..w * h)
+            .map(|i| {
+                let held = self.still_since[i]
+                    .is_some_and(|s| t - s >= HOLD_STILL_SECONDS.min(self.cfg.static_seconds));
+                let old = self.changed_since[i].is_some_and(|s| t - s >= self.cfg.static_seconds);
+                if held && old {
+                    255
+                } else {
+                    0
+                }
+            })
             .collect();
-        let still = open(&close(&still, w, h), w, h);
-        let found = components(&still, w, h)
-            .into_iter()
-            .filter(|c| c.len() >= MIN_PIXELS)
-            .map(|pixels| self.describe(&pixels, &strength))
-            .collect::<Vec<_>>();
+        let found = self.objects_in(&still, &strength, &cur, &gain)?;
         self.match_objects(found);
-        &self.objects
+        Ok(&self.objects)
     }
 
     /// The static objects of the last frame.
     pub fn objects(&self) -> &[StaticObject] {
         &self.objects
+    }
+
+    fn restart(&mut self, w: usize, h: usize, first: Vec<[f32; 3]>, t: f64) {
+        self.w = w;
+        self.h = h;
+        self.short = first.clone();
+        self.background = first;
+        self.changed_since = vec![None; w * h];
+        self.still_since = vec![None; w * h];
+        self.last_active = vec![f64::NEG_INFINITY; w * h];
+        self.restless = vec![0.0; w * h];
+        self.ignored = rasterise(&self.ignore_polygons, w, h);
+        self.last = Some(t);
+        self.objects.clear();
+    }
+
+    /// Shifts `cur` onto the background when the camera has swayed by a pixel or more
+    /// (phase correlation of the two grey pictures); returns the pixels with no valid value
+    /// after the shift (the strips shifted in from outside the picture).
+    fn register(&self, cur: &mut [[f32; 3]]) -> Result<Vec<bool>, picture::PictureError> {
+        let (w, h) = (self.w, self.h);
+        let gray = |p: &[[f32; 3]]| -> Vec<f32> { p.iter().map(luminance).collect() };
+        let (g_cur, g_bg) = (gray(cur), gray(&self.background));
+        let a = Mat::new_rows_cols_with_data::<f32>(h as i32, w as i32, &g_bg)?;
+        let b = Mat::new_rows_cols_with_data::<f32>(h as i32, w as i32, &g_cur)?;
+        let (sx, sy) = picture::shift_between(&a, &b, 0.75)?;
+        let mut invalid = vec![false; w * h];
+        if (sx, sy) == (0.0, 0.0) {
+            return Ok(invalid);
+        }
+        let shift = cv::Point2d::new(sx as f64, sy as f64);
+        let pixels: Vec<cv::Vec3f> = cur.iter().map(|p| cv::Vec3f::from(*p)).collect();
+        let src = Mat::new_rows_cols_with_data::<cv::Vec3f>(h as i32, w as i32, &pixels)?;
+        let m = Mat::from_slice_2d(&[[1.0f64, 0.0, -shift.x], [0.0, 1.0, -shift.y]])?;
+        let mut out = Mat::default();
+        imgproc::warp_affine(
+            &src,
+            &mut out,
+            &m,
+            Size::new(w as i32, h as i32),
+            imgproc::INTER_LINEAR,
+            cv::BORDER_REPLICATE,
+            Scalar::default(),
+        )?;
+        for (c, p) in cur.iter_mut().zip(out.data_typed::<cv::Vec3f>()?.iter()) {
+            *c = [p[0], p[1], p[2]];
+        }
+        let (dx, dy) = (
+            shift.x.abs().ceil() as usize + 1,
+            shift.y.abs().ceil() as usize + 1,
+        );
+        for y in 0..h {
+            for x in 0..w {
+                let edge_x = if shift.x > 0.0 { x + dx >= w } else { x < dx };
+                let edge_y = if shift.y > 0.0 { y + dy >= h } else { y < dy };
+                invalid[y * w + x] = edge_x || edge_y;
+            }
+        }
+        Ok(invalid)
     }
 
     /// Lighting gain frame / background at every pixel: the median brightness ratio over pixels
@@ -267,6 +447,106 @@ impl StaticChangeMap {
         field
     }
 
+    /// Groups the still changed pixels into objects, leaving out ghosts (re-learned at once)
+    /// and restless regions.
+    fn objects_in(
+        &mut self,
+        still: &[u8],
+        strength: &[f32],
+        cur: &[[f32; 3]],
+        gain: &[f32],
+    ) -> Result<Vec<(BBox, f32, f64, f32)>, picture::PictureError> {
+        let (w, h) = (self.w, self.h);
+        let still = Mat::new_rows_cols_with_data::<u8>(h as i32, w as i32, still)?;
+        let kernel = imgproc::get_structuring_element_def(imgproc::MORPH_RECT, Size::new(3, 3))?;
+        // Close pinholes (texture inside a pile that happens to match the background), then
+        // open away specks (noise, compression).
+        let mut closed = Mat::default();
+        imgproc::morphology_ex_def(&still, &mut closed, imgproc::MORPH_CLOSE, &kernel)?;
+        let mut cleaned = Mat::default();
+        imgproc::morphology_ex_def(&closed, &mut cleaned, imgproc::MORPH_OPEN, &kernel)?;
+        let (mut labels, mut stats, mut centroids) =
+            (Mat::default(), Mat::default(), Mat::default());
+        let n = imgproc::connected_components_with_stats(
+            &cleaned,
+            &mut labels,
+            &mut stats,
+            &mut centroids,
+            4,
+            cv::CV_32S,
+        )?;
+        if n <= 1 {
+            return Ok(Vec::new());
+        }
+        let labels = labels.data_typed::<i32>()?.to_vec();
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
+        for (i, &l) in labels.iter().enumerate() {
+            if l > 0 {
+                members[l as usize].push(i);
+            }
+        }
+        let restless = dilate(
+            &self
+                .restless
+                .iter()
+                .map(|&r| u8::from(r >= RESTLESS) * 255)
+                .collect::<Vec<_>>(),
+            w,
+            h,
+            5,
+        )?;
+        let mut edges: Option<(Vec<f32>, Vec<f32>)> = None;
+        let mut found = Vec::new();
+        for pixels in members.into_iter().filter(|p| p.len() >= MIN_PIXELS) {
+            let restless_share =
+                pixels.iter().filter(|&&i| restless[i] > 0).count() as f32 / pixels.len() as f32;
+            if restless_share >= RESTLESS_SHARE {
+                tracing::debug!(
+                    pixels = pixels.len(),
+                    restless_share,
+                    "restless region skipped"
+                );
+                continue;
+            }
+            let (e_cur, e_bg) = match &edges {
+                Some(e) => (&e.0, &e.1),
+                None => {
+                    let corrected: Vec<[f32; 3]> = cur
+                        .iter()
+                        .zip(gain)
+                        .map(|(c, g)| c.map(|v| v / g))
+                        .collect();
+                    let e = edges.insert((
+                        edge_strength(&corrected, w, h)?,
+                        edge_strength(&self.background, w, h)?,
+                    ));
+                    (&e.0, &e.1)
+                }
+            };
+            let band = outline(&pixels, w, h)?;
+            let mean =
+                |e: &[f32]| band.iter().map(|&i| e[i]).sum::<f32>() / band.len().max(1) as f32;
+            let (in_frame, in_background) = (mean(e_cur), mean(e_bg));
+            tracing::debug!(
+                pixels = pixels.len(),
+                in_frame,
+                in_background,
+                "static region"
+            );
+            if in_background > GHOST_RATIO * in_frame && in_background > 8.0 {
+                // Something left: the background still shows it. Learn the place as it is now.
+                for &i in dilate_set(&pixels, w, h).iter() {
+                    self.background[i] = cur[i].map(|v| v / gain[i]);
+                    self.changed_since[i] = None;
+                    self.still_since[i] = None;
+                }
+                continue;
+            }
+            found.push(self.describe(&pixels, strength));
+        }
+        Ok(found)
+    }
+
     fn describe(&self, pixels: &[usize], strength: &[f32]) -> (BBox, f32, f64, f32) {
         let (mut x1, mut y1, mut x2, mut y2) = (usize::MAX, usize::MAX, 0, 0);
         let mut since: Vec<f64> = Vec::with_capacity(pixels.len());
@@ -277,7 +557,7 @@ impl StaticChangeMap {
             y1 = y1.min(y);
             x2 = x2.max(x + 1);
             y2 = y2.max(y + 1);
-            if let Some(s) = self.changed_since[i] {
+            if let Some(s) = self.still_since[i] {
                 since.push(s);
             }
             conf += strength[i];
@@ -290,30 +570,51 @@ impl StaticChangeMap {
         (bbox, area, since, conf / pixels.len().max(1) as f32)
     }
 
-    /// Keeps ids and appearance times of objects seen on the previous frame.
+    /// Keeps ids and appearance times of objects seen on the previous frame. Pieces of one
+    /// earlier object (a passer-by over a pile cuts it in two for a frame) stay that object.
     fn match_objects(&mut self, found: Vec<(BBox, f32, f64, f32)>) {
         let previous = std::mem::take(&mut self.objects);
+        let fit = |p: &StaticObject, b: &BBox| p.bbox.iou(b).max(b.share_inside(&p.bbox) - 0.3);
         for (bbox, area, since, confidence) in found {
             let since =
                 DateTime::from_timestamp_millis((since * 1000.0) as i64).unwrap_or_default();
             let prev = previous
                 .iter()
-                .filter(|p| p.bbox.iou(&bbox) > 0.3)
-                .max_by(|a, b| a.bbox.iou(&bbox).total_cmp(&b.bbox.iou(&bbox)));
-            let (id, since) = match prev {
-                Some(p) => (p.id, p.since.min(since)),
-                None => {
-                    self.next_id += 1;
-                    (self.next_id - 1, since)
-                }
+                .filter(|p| fit(p, &bbox) > 0.3)
+                .max_by(|a, b| fit(a, &bbox).total_cmp(&fit(b, &bbox)));
+            let Some(p) = prev else {
+                self.next_id += 1;
+                self.objects.push(StaticObject {
+                    id: self.next_id - 1,
+                    bbox,
+                    area,
+                    since,
+                    confidence,
+                });
+                continue;
             };
-            self.objects.push(StaticObject {
-                id,
-                bbox,
-                area,
-                since,
-                confidence,
-            });
+            match self.objects.iter_mut().find(|o| o.id == p.id) {
+                // Another piece of the same object: one object covering both.
+                Some(o) => {
+                    let total = o.area + area;
+                    o.confidence = (o.confidence * o.area + confidence * area) / total.max(1e-9);
+                    o.area = total;
+                    o.bbox = BBox::new(
+                        o.bbox.x1.min(bbox.x1),
+                        o.bbox.y1.min(bbox.y1),
+                        o.bbox.x2.max(bbox.x2),
+                        o.bbox.y2.max(bbox.y2),
+                    );
+                    o.since = o.since.min(since);
+                }
+                None => self.objects.push(StaticObject {
+                    id: p.id,
+                    bbox,
+                    area,
+                    since: p.since.min(since),
+                    confidence,
+                }),
+            }
         }
     }
 }
@@ -351,79 +652,94 @@ fn mask(w: usize, h: usize, boxes: &[BBox]) -> Vec<bool> {
     m
 }
 
-fn dilate(m: &[bool], w: usize, h: usize) -> Vec<bool> {
-    neighbourhood(m, w, h, |any, _all| any)
+fn max_diff(a: [f32; 3], b: [f32; 3]) -> f32 {
+    (0..3).map(|k| (a[k] - b[k]).abs()).fold(0f32, f32::max)
 }
 
-fn erode(m: &[bool], w: usize, h: usize) -> Vec<bool> {
-    neighbourhood(m, w, h, |_any, all| all)
+fn luminance(p: &[f32; 3]) -> f32 {
+    0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
 }
 
-/// A 3x3 filter: `f(any set, all set)` over each pixel's neighbourhood (clipped at edges).
-fn neighbourhood(m: &[bool], w: usize, h: usize, f: impl Fn(bool, bool) -> bool) -> Vec<bool> {
-    let mut out = vec![false; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let (mut any, mut all) = (false, true);
-            for yy in y.saturating_sub(1)..(y + 2).min(h) {
-                for xx in x.saturating_sub(1)..(x + 2).min(w) {
-                    let v = m[yy * w + xx];
-                    any |= v;
-                    all &= v;
-                }
+/// Gradient magnitude (Sobel) of the grey picture of `p`.
+fn edge_strength(p: &[[f32; 3]], w: usize, h: usize) -> Result<Vec<f32>, picture::PictureError> {
+    let gray: Vec<f32> = p.iter().map(luminance).collect();
+    let m = Mat::new_rows_cols_with_data::<f32>(h as i32, w as i32, &gray)?;
+    let (mut gx, mut gy, mut mag) = (Mat::default(), Mat::default(), Mat::default());
+    imgproc::sobel_def(&m, &mut gx, cv::CV_32F, 1, 0)?;
+    imgproc::sobel_def(&m, &mut gy, cv::CV_32F, 0, 1)?;
+    cv::magnitude(&gx, &gy, &mut mag)?;
+    Ok(mag.data_typed::<f32>()?.to_vec())
+}
+
+/// A 0/255 mask grown by a square of side `size`.
+fn dilate(m: &[u8], w: usize, h: usize, size: i32) -> Result<Vec<u8>, picture::PictureError> {
+    let src = Mat::new_rows_cols_with_data::<u8>(h as i32, w as i32, m)?;
+    let kernel = imgproc::get_structuring_element_def(imgproc::MORPH_RECT, Size::new(size, size))?;
+    let mut out = Mat::default();
+    imgproc::dilate_def(&src, &mut out, &kernel)?;
+    Ok(out.data_bytes()?.to_vec())
+}
+
+/// The pixels of a set and its 8-neighbours.
+fn dilate_set(pixels: &[usize], w: usize, h: usize) -> Vec<usize> {
+    let mut m = vec![false; w * h];
+    for &i in pixels {
+        let (x, y) = (i % w, i / w);
+        for yy in y.saturating_sub(1)..(y + 2).min(h) {
+            for xx in x.saturating_sub(1)..(x + 2).min(w) {
+                m[yy * w + xx] = true;
             }
-            out[y * w + x] = f(any, all);
         }
     }
-    out
+    (0..w * h).filter(|&i| m[i]).collect()
 }
 
-/// Fills pinholes (texture inside a pile that happens to match the background).
-fn close(m: &[bool], w: usize, h: usize) -> Vec<bool> {
-    erode(&dilate(m, w, h), w, h)
-}
-
-/// Removes specks (noise, compression).
-fn open(m: &[bool], w: usize, h: usize) -> Vec<bool> {
-    dilate(&erode(m, w, h), w, h)
-}
-
-/// 4-connected components of the set pixels.
-fn components(m: &[bool], w: usize, h: usize) -> Vec<Vec<usize>> {
-    let mut seen = vec![false; w * h];
-    let mut out = Vec::new();
-    for start in 0..w * h {
-        if !m[start] || seen[start] {
-            continue;
-        }
-        let mut stack = vec![start];
-        seen[start] = true;
-        let mut comp = Vec::new();
-        while let Some(i) = stack.pop() {
-            comp.push(i);
-            let (x, y) = (i % w, i / w);
-            let mut push = |j: usize| {
-                if m[j] && !seen[j] {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            };
-            if x > 0 {
-                push(i - 1);
-            }
-            if x + 1 < w {
-                push(i + 1);
-            }
-            if y > 0 {
-                push(i - w);
-            }
-            if y + 1 < h {
-                push(i + w);
-            }
-        }
-        out.push(comp);
+/// The band along a region's outline: grown by two pixels minus shrunk by two.
+fn outline(pixels: &[usize], w: usize, h: usize) -> Result<Vec<usize>, picture::PictureError> {
+    let mut m = vec![0u8; w * h];
+    for &i in pixels {
+        m[i] = 255;
     }
-    out
+    let src = Mat::new_rows_cols_with_data::<u8>(h as i32, w as i32, &m)?;
+    let kernel = imgproc::get_structuring_element_def(imgproc::MORPH_RECT, Size::new(5, 5))?;
+    let mut grad = Mat::default();
+    imgproc::morphology_ex_def(&src, &mut grad, imgproc::MORPH_GRADIENT, &kernel)?;
+    Ok(grad
+        .data_bytes()?
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| v > 0)
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Which analysis pixels lie inside the polygons.
+fn rasterise(polygons: &[Vec<Point>], w: usize, h: usize) -> Vec<bool> {
+    if w == 0 || h == 0 || polygons.is_empty() {
+        return vec![false; w * h];
+    }
+    let draw = || -> Result<Vec<bool>, picture::PictureError> {
+        let mut m = Mat::zeros(h as i32, w as i32, cv::CV_8UC1)?.to_mat()?;
+        let mut all: Vector<Vector<CvPoint>> = Vector::new();
+        for poly in polygons {
+            all.push(
+                poly.iter()
+                    .map(|p| {
+                        CvPoint::new(
+                            (p.x * w as f32).round() as i32,
+                            (p.y * h as f32).round() as i32,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        imgproc::fill_poly_def(&mut m, &all, Scalar::all(255.0))?;
+        Ok(m.data_bytes()?.iter().map(|&v| v > 0).collect())
+    };
+    draw().unwrap_or_else(|e| {
+        tracing::warn!("cannot draw the ignore zones on the change map: {e}");
+        vec![false; w * h]
+    })
 }
 
 #[cfg(test)]
@@ -479,7 +795,12 @@ mod tests {
         for i in 0..60 {
             let s = i as f64 * 2.0;
             let objs = map
-                .update(at(s), &frame(s, 1.0, s >= 30.0, &mut rng), &[])
+                .update(
+                    at(s),
+                    &frame(s, 1.0, s >= 30.0, &mut rng),
+                    FrameContext::default(),
+                )
+                .unwrap()
                 .to_vec();
             if s < 50.0 {
                 assert!(objs.is_empty(), "nothing static yet at {s}: {objs:?}");
@@ -503,8 +824,9 @@ mod tests {
             map.update(
                 at(s),
                 &frame(s, 1.0, (10.0..60.0).contains(&s), &mut rng),
-                &[],
-            );
+                FrameContext::default(),
+            )
+            .unwrap();
             if s == 50.0 {
                 assert_eq!(map.objects().len(), 1);
             }
@@ -526,7 +848,13 @@ mod tests {
             } else {
                 1.35
             };
-            let objs = map.update(at(s), &frame(s, gain, false, &mut rng), &[]);
+            let objs = map
+                .update(
+                    at(s),
+                    &frame(s, gain, false, &mut rng),
+                    FrameContext::default(),
+                )
+                .unwrap();
             assert!(objs.is_empty(), "gain {gain} at {s}: {objs:?}");
         }
     }
@@ -550,7 +878,7 @@ mod tests {
                     }
                 }
             }
-            let objs = map.update(at(s), &img, &[]);
+            let objs = map.update(at(s), &img, FrameContext::default()).unwrap();
             assert!(objs.is_empty(), "at {s}: {objs:?}");
         }
     }
@@ -563,24 +891,26 @@ mod tests {
         for i in 0..40 {
             let s = i as f64 * 2.0;
             // Something stands in the same place, but it is a tracked object.
-            let objs = map.update(at(s), &frame(s, 1.0, s >= 10.0, &mut rng), &[person]);
+            let context = FrameContext {
+                road_users: &[person],
+                motion: None,
+            };
+            let objs = map
+                .update(at(s), &frame(s, 1.0, s >= 10.0, &mut rng), context)
+                .unwrap();
             assert!(objs.is_empty(), "{objs:?}");
         }
     }
 
     #[test]
-    fn morphology_and_components() {
-        let (w, h) = (6, 5);
-        let mut m = vec![false; w * h];
-        for y in 1..4 {
-            for x in 1..4 {
-                m[y * w + x] = true;
-            }
-        }
-        m[5] = true; // a speck in the corner
-        let cleaned = open(&m, w, h);
-        let comps = components(&cleaned, w, h);
-        assert_eq!(comps.len(), 1);
-        assert_eq!(comps[0].len(), 9);
+    fn the_outline_band_surrounds_a_region() {
+        let (w, h) = (20, 20);
+        let square: Vec<usize> = (5..15)
+            .flat_map(|y| (5..15).map(move |x| y * w + x))
+            .collect();
+        let band = outline(&square, w, h).unwrap();
+        // Two pixels either side of the square's edge, none in its middle or far away.
+        assert!(band.contains(&(5 * w + 5)) && band.contains(&(3 * w + 10)));
+        assert!(!band.contains(&(10 * w + 10)) && !band.contains(&0));
     }
 }

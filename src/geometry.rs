@@ -95,6 +95,11 @@ impl BBox {
         }
     }
 
+    /// The same box moved by `(dx, dy)`.
+    pub fn translate(&self, dx: f32, dy: f32) -> BBox {
+        BBox::new(self.x1 + dx, self.y1 + dy, self.x2 + dx, self.y2 + dy)
+    }
+
     /// Scales both axes (e.g. pixels to normalized).
     pub fn scale(&self, sx: f32, sy: f32) -> BBox {
         BBox::new(self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy)

@@ -51,6 +51,26 @@ enum Command {
         /// Do not publish to the config's MQTT broker.
         #[arg(long)]
         no_mqtt: bool,
+        /// Play the clip this many times back to back, stream time continuing (for dwells
+        /// longer than the clip).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        plays: u32,
+    },
+    /// Replay clips and scenarios with their ground truth; print expected, found, false and
+    /// missed events, start error and false events per camera-hour. Exit 1 if a case fails.
+    Eval {
+        /// Case files, or folders of them.
+        #[arg(default_value = "configs/eval")]
+        cases: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: EvalFormat,
+        /// Where each case's clip, config, events and evidence go.
+        #[arg(long, default_value = "out/eval")]
+        out_dir: PathBuf,
+        /// Cases run at the same time (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Render the sample clip from real street photos and run it through the whole pipeline with an embedded broker.
     Demo {
@@ -126,6 +146,15 @@ enum ReportFormat {
     Json,
     /// One self-contained page with charts, thumbnails and the relapse list.
     Html,
+}
+
+/// Formats of `eval`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EvalFormat {
+    /// Aligned text, then what went wrong in each failed case.
+    Table,
+    /// Everything, every matched, false and missed event.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,6 +245,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             events_out,
             start_time,
             no_mqtt,
+            plays,
         } => {
             let loaded = match load_config(&config) {
                 Ok(l) => l,
@@ -236,6 +266,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     events_out: events_out.clone(),
                     start_time,
                     publish: !no_mqtt,
+                    plays,
                 },
             )?;
             eprintln!(
@@ -339,6 +370,34 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             })
         }
         Command::Report(args) => report(args),
+        Command::Eval {
+            cases,
+            format,
+            out_dir,
+            jobs,
+        } => {
+            use streetwatch::eval;
+            let cases = eval::case_files(&cases)?
+                .iter()
+                .map(|f| eval::load_case(f))
+                .collect::<Result<Vec<_>>>()?;
+            if cases.is_empty() {
+                return Err(anyhow!("no eval cases found"));
+            }
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let r = eval::run_all(&cases, &out_dir, jobs)?;
+            match format {
+                EvalFormat::Table => print!("{}", eval::render_table(&r)),
+                EvalFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+            }
+            Ok(if r.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Compose { scenario, out } => {
             let sc = compose::load_scenario(&scenario)?;
             let truth = compose::render(&sc, &out)

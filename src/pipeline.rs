@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::change::StaticChangeMap;
+use crate::change::{ChangeConfig, FrameContext, StaticChangeMap};
 use crate::config::{CameraConfig, Categories, DetectRegions, LoadedConfig};
 use crate::detector::regions::{zone_regions, Region};
 use crate::detector::{DetectTiming, Detection, Detector};
@@ -18,9 +18,10 @@ use crate::geometry::BBox;
 use crate::geometry::Point;
 use crate::incidents::{EndReason, Incident, IncidentBook, IncidentChange, Phase};
 use crate::ledger::{self, Ledger};
+use crate::motion::{self, MotionMap};
 use crate::scene::{Scene, SceneReport, ZoneKind};
 use crate::source::Frame;
-use crate::tracker::{Track, Tracker};
+use crate::tracker::{Sight, Track, Tracker};
 
 /// Context kept around each zone when cropping (fraction of the model input): a vehicle whose
 /// bottom centre is inside the zone may stick out of it.
@@ -103,6 +104,8 @@ pub struct CameraPipeline {
     resume_window: chrono::Duration,
     /// Why evidence cannot be written now (full disk, permissions); None once it works again.
     storage_error: Option<String>,
+    /// The previous frame small and grey, to measure how far the camera swayed since.
+    previous_small: Option<image::GrayImage>,
 }
 
 /// An event of the last run, not ended, with what is needed to continue or end it.
@@ -121,6 +124,13 @@ impl std::fmt::Debug for CameraPipeline {
             .field("camera", &self.camera.id)
             .finish()
     }
+}
+
+/// A static-change map that leaves out the scene's `ignore` zones.
+fn change_map(cfg: &ChangeConfig, scene: &Scene) -> StaticChangeMap {
+    let mut map = StaticChangeMap::new(cfg.clone());
+    map.set_ignored(scene.ignored_polygons());
+    map
 }
 
 fn millis(seconds: f64) -> chrono::Duration {
@@ -147,7 +157,9 @@ impl CameraPipeline {
             camera: camera.id.clone(),
             source,
         })?;
-        let needs_change = scene.needs_change_map();
+        let change = scene
+            .needs_change_map()
+            .then(|| change_map(&cfg.change, &scene));
         Ok(Self {
             camera: camera.clone(),
             tz,
@@ -161,7 +173,7 @@ impl CameraPipeline {
             last_evidence: HashMap::new(),
             last_context: None,
             categories: cfg.categories.clone(),
-            change: needs_change.then(|| StaticChangeMap::new(cfg.change.clone())),
+            change,
             relapse_window: millis(cfg.incidents.relapse_window_seconds),
             pending: Vec::new(),
             resume_deadline: None,
@@ -172,6 +184,7 @@ impl CameraPipeline {
                     .max(2.0 * camera.detect_every_seconds),
             ),
             storage_error: None,
+            previous_small: None,
         })
     }
 
@@ -221,10 +234,11 @@ impl CameraPipeline {
         self.categories = cfg.categories.clone();
         self.relapse_window = millis(cfg.incidents.relapse_window_seconds);
         self.resume_max_gap = millis(cfg.incidents.resume_max_gap_seconds);
-        match (&self.change, needs_change) {
-            (None, true) => self.change = Some(StaticChangeMap::new(cfg.change.clone())),
+        match (&mut self.change, needs_change) {
+            (None, true) => self.change = Some(change_map(&cfg.change, &self.scene)),
             (Some(_), false) => self.change = None,
-            _ => {}
+            (Some(map), true) => map.set_ignored(self.scene.ignored_polygons()),
+            (None, false) => {}
         }
         Ok(messages)
     }
@@ -254,6 +268,9 @@ impl CameraPipeline {
         if !self.scene.set_enabled(zone_id, on) {
             return None;
         }
+        if let Some(map) = &mut self.change {
+            map.set_ignored(self.scene.ignored_polygons());
+        }
         if on {
             return Some(Vec::new());
         }
@@ -274,8 +291,32 @@ impl CameraPipeline {
             camera: self.camera.id.clone(),
             source,
         })?;
-        let tracks = self.tracker.update(frame.time, &detections);
+        let motion = match &frame.next_small {
+            Some(next) => MotionMap::between(&frame.small, next).unwrap_or_else(|e| {
+                tracing::debug!(camera = %self.camera.id, "no motion map for this frame: {e}");
+                None
+            }),
+            None => None,
+        };
         let (w, h) = frame.image.dimensions();
+        let camera_shift = match &self.previous_small {
+            Some(before) => {
+                let (sx, sy) = motion::camera_shift(before, &frame.small).unwrap_or_else(|e| {
+                    tracing::debug!(camera = %self.camera.id, "camera shift not measured: {e}");
+                    (0.0, 0.0)
+                });
+                let (fw, fh) = frame.small.dimensions();
+                (sx * w as f32 / fw as f32, sy * h as f32 / fh as f32)
+            }
+            None => (0.0, 0.0),
+        };
+        self.previous_small = Some(frame.small.clone());
+        let sight = Sight {
+            picture: &frame.image,
+            motion: motion.as_ref(),
+            camera_shift,
+        };
+        let tracks = self.tracker.update(frame.time, &detections, Some(sight));
         let statics = match &mut self.change {
             Some(map) => {
                 // Road users are compared with nothing: they come and go.
@@ -285,7 +326,17 @@ impl CameraPipeline {
                     .filter(|t| t.class.is_road_user())
                     .map(|t| t.bbox.scale(sx, sy))
                     .collect();
-                map.update(frame.time, &frame.image, &users).to_vec()
+                let context = FrameContext {
+                    road_users: &users,
+                    motion: motion.as_ref(),
+                };
+                match map.update(frame.time, &frame.image, context) {
+                    Ok(objects) => objects.to_vec(),
+                    Err(e) => {
+                        tracing::warn!(camera = %self.camera.id, "static-change map skipped a frame: {e}");
+                        map.objects().to_vec()
+                    }
+                }
             }
             None => Vec::new(),
         };

@@ -382,7 +382,7 @@ pub fn camera_worker(
         pace: cam.pace,
         start_time: None,
         reconnect: true,
-        repeat: cam.repeat,
+        plays: if cam.repeat { None } else { Some(1) },
     };
     // Both callbacks read these; the feed calls them one at a time.
     let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);

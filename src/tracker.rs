@@ -4,15 +4,27 @@
 //! objects), on boxes predicted by a constant-velocity Kalman filter per box coordinate. Every
 //! threshold is in seconds, because cameras run detection at 0.2 to 5 frames per second.
 //!
-//! "At rest" is judged against an anchor box, not frame to frame, so slow drift cannot accumulate
-//! and box jitter or a passer-by hiding part of a parked car does not reset its dwell: the object
-//! must stay away from its anchor for `move_confirm_seconds` before it counts as moved.
+//! "At rest" means the same thing stayed in the same place. A rest begins when an object is
+//! seen twice at one place and the place shows the same thing both times (with nothing in the
+//! box moving at that instant, when every frame is decoded); its dwell counts from the first
+//! sighting. It lasts while the place keeps showing that thing: a patch of the place is
+//! compared cell by cell, so a passer-by or a bus hiding part of it does not end the rest, but
+//! the empty road, or another car in the same place, does (after `move_confirm_seconds`, and
+//! only while nothing passes in front). Cars driving through a parked car's place are never
+//! taken for it: a resting track only takes a still box at its place, and other tracks are
+//! matched by colour as well as by overlap with their predicted box.
+//!
+//! Without the picture (unit tests, tools), rest is judged from the boxes alone: near an
+//! anchor box, and moved once the box has been away from it for `move_confirm_seconds`.
 
 use chrono::{DateTime, Utc};
+use image::RgbImage;
 
 use crate::config::TrackerConfig;
 use crate::detector::{Detection, ObjectClass};
 use crate::geometry::BBox;
+use crate::motion::MotionMap;
+use crate::picture::Look;
 
 /// A tracked object as the later stages see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +43,8 @@ pub struct Track {
     pub first_seen: DateTime<Utc>,
     /// Last time matched to a detection.
     pub last_seen: DateTime<Utc>,
-    /// Since when the object has been at rest at its current place (None while it moves).
+    /// Since when the object has been at rest at its current place (None while it moves or
+    /// has only just arrived).
     pub stationary_since: Option<DateTime<Utc>>,
     /// Whether a detection matched it on the latest frame.
     pub seen_now: bool,
@@ -86,14 +99,84 @@ impl Kalman1 {
     }
 }
 
-/// Where an object rests and whether it seems to be leaving.
+/// What the tracker may look at besides the boxes: the picture, and what moves in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sight<'a> {
+    /// The frame.
+    pub picture: &'a RgbImage,
+    /// What moves at this instant (when every frame is decoded).
+    pub motion: Option<&'a MotionMap>,
+    /// How far the whole picture moved since the previous frame, in its pixels (a camera that
+    /// sways): places at rest move with it.
+    pub camera_shift: (f32, f32),
+}
+
+impl Sight<'_> {
+    /// Share of a pixel box that moves now (0 when motion is not known).
+    fn moving(&self, b: &BBox) -> f32 {
+        let (w, h) = self.picture.dimensions();
+        self.motion.map_or(0.0, |m| {
+            m.fraction_in(&b.scale(1.0 / w as f32, 1.0 / h as f32))
+        })
+    }
+
+    fn look(&self, b: &BBox) -> Option<Look> {
+        Look::of(self.picture, b).unwrap_or_else(|e| {
+            tracing::debug!("cannot take the look of a box: {e}");
+            None
+        })
+    }
+
+    fn still_at(&self, look: &Look, b: &BBox) -> f32 {
+        look.still_at(self.picture, b).unwrap_or_else(|e| {
+            tracing::debug!("cannot compare a place: {e}");
+            0.0
+        })
+    }
+}
+
+/// Share of a place's patch cells that must still match for the thing to be there (a
+/// passer-by or a bus may hide the rest).
+const PLACE_HOLDS: f32 = 0.5;
+/// Share that must match between the first two sightings at a place for a rest to begin.
+const SETTLE_MATCH: f32 = 0.6;
+/// Share matching above which the place's patch is renewed (slow light changes).
+const REFRESH_MATCH: f32 = 0.8;
+/// Share of a box moving at this instant above which the thing in it is on the move.
+const MOVING: f32 = 0.2;
+/// Share of a resting place moving at this instant that means something passes in front.
+const PASSING: f32 = 0.08;
+/// Colour similarity (Bhattacharyya coefficient) below which two boxes are other vehicles.
+const SAME_COLOUR: f32 = 0.6;
+/// IoU above which two detections of one road-user class are the same object (a car found
+/// as both `car` and `truck`).
+const DUPLICATE_IOU: f32 = 0.7;
+
+/// Where an object is staying, if anywhere.
+#[derive(Debug, Clone)]
+enum Stay {
+    /// On the move, or just arrived: where its box first was at its current place, and what
+    /// the place looked like then.
+    Settling {
+        place: BBox,
+        since: DateTime<Utc>,
+        look: Option<Look>,
+    },
+    /// At rest.
+    Resting(Rest),
+}
+
+/// A rest: where, since when, and what the place looked like.
 #[derive(Debug, Clone)]
 struct Rest {
     anchor: BBox,
     since: DateTime<Utc>,
-    /// First time the box was seen away from the anchor, in the current run of such frames.
+    /// The place when the rest began (renewed while it keeps matching); None without sight.
+    template: Option<Look>,
+    /// Since when the place has stopped showing the thing (nothing passing in front), or,
+    /// without sight, since when the box has been away from the anchor.
     away_since: Option<DateTime<Utc>>,
-    /// Where it is while away, and since when it has been there.
+    /// Without sight: where the box is while away, and since when.
     candidate: Option<(BBox, DateTime<Utc>)>,
 }
 
@@ -102,10 +185,28 @@ struct TrackState {
     track: Track,
     filters: [Kalman1; 4],
     updated_at: DateTime<Utc>,
-    rest: Rest,
+    /// Colour (and patch) of the object from its detections; None without sight.
+    look: Option<Look>,
+    stay: Stay,
 }
 
 impl TrackState {
+    /// Moves everything this track knows of places by `(dx, dy)`: the camera moved.
+    fn shift(&mut self, dx: f32, dy: f32) {
+        self.track.bbox = self.track.bbox.translate(dx, dy);
+        self.filters[0].x += dx;
+        self.filters[1].x += dy;
+        match &mut self.stay {
+            Stay::Settling { place, .. } => *place = place.translate(dx, dy),
+            Stay::Resting(r) => {
+                r.anchor = r.anchor.translate(dx, dy);
+                if let Some((b, _)) = &mut r.candidate {
+                    *b = b.translate(dx, dy);
+                }
+            }
+        }
+    }
+
     fn scale(&self) -> f32 {
         self.track
             .bbox
@@ -114,21 +215,33 @@ impl TrackState {
             .max(1.0)
     }
 
-    fn predicted(&self, now: DateTime<Utc>, cfg: &TrackerConfig) -> BBox {
-        if self.is_resting(now, cfg) {
+    fn rest(&self) -> Option<&Rest> {
+        match &self.stay {
+            Stay::Resting(r) => Some(r),
+            Stay::Settling { .. } => None,
+        }
+    }
+
+    fn predicted(&self, now: DateTime<Utc>) -> BBox {
+        if let Some(r) = self.rest().filter(|r| r.away_since.is_none()) {
             // A resting object is where it rests; velocity noise must not drift it away.
-            return self.rest.anchor;
+            return r.anchor;
         }
         let dt = seconds(now - self.updated_at).clamp(0.0, 10.0);
         let s = self.scale();
         let f: Vec<f32> = self.filters.iter().map(|k| k.predict(dt, s).x).collect();
         BBox::from_center(f[0], f[1], f[2].max(1.0), f[3].max(1.0))
     }
+}
 
-    fn is_resting(&self, now: DateTime<Utc>, cfg: &TrackerConfig) -> bool {
-        self.rest.away_since.is_none()
-            && seconds(now - self.rest.since) >= cfg.move_confirm_seconds as f32
-    }
+/// A place where only weak detections saw something, and what it looked like.
+#[derive(Debug, Clone)]
+struct Faint {
+    place: BBox,
+    since: DateTime<Utc>,
+    /// Last time the place still showed it.
+    last: DateTime<Utc>,
+    look: Look,
 }
 
 /// Tracks the objects of one camera.
@@ -136,11 +249,12 @@ impl TrackState {
 pub struct Tracker {
     cfg: TrackerConfig,
     tracks: Vec<TrackState>,
+    /// Places seen only by weak detections (they start no track on their own).
+    faint: Vec<Faint>,
     next_id: u64,
 }
 
 impl Tracker {
-    /// A tracker with these thresholds.
     /// New thresholds from a reloaded config; tracks are kept.
     pub fn set_config(&mut self, cfg: TrackerConfig) {
         self.cfg = cfg;
@@ -151,46 +265,90 @@ impl Tracker {
         Self {
             cfg,
             tracks: Vec::new(),
+            faint: Vec::new(),
             next_id: 1,
         }
     }
 
-    /// Feeds the detections of the frame at `now` and returns all live tracks.
-    pub fn update(&mut self, now: DateTime<Utc>, detections: &[Detection]) -> Vec<Track> {
+    /// Feeds the detections of the frame at `now` and returns all live tracks. With `sight`,
+    /// rest is judged by what the place shows and identities by colour too; without it, by the
+    /// boxes alone.
+    pub fn update(
+        &mut self,
+        now: DateTime<Utc>,
+        detections: &[Detection],
+        sight: Option<Sight<'_>>,
+    ) -> Vec<Track> {
         let cfg = self.cfg.clone();
-        let predicted: Vec<BBox> = self.tracks.iter().map(|t| t.predicted(now, &cfg)).collect();
+        if let Some((dx, dy)) = sight.map(|s| s.camera_shift).filter(|&s| s != (0.0, 0.0)) {
+            self.tracks.iter_mut().for_each(|t| t.shift(dx, dy));
+        }
+        let dets = distinct(detections);
+        let looks: Vec<Option<Look>> = dets
+            .iter()
+            .map(|d| sight.and_then(|s| s.look(&d.bbox)))
+            .collect();
+        let moving: Vec<f32> = dets
+            .iter()
+            .map(|d| sight.map_or(0.0, |s| s.moving(&d.bbox)))
+            .collect();
+        // What each resting place shows now: the share of its patch still matching.
+        let place: Vec<Option<f32>> = self
+            .tracks
+            .iter()
+            .map(|t| {
+                let (s, r) = (sight?, t.rest()?);
+                Some(s.still_at(r.template.as_ref()?, &r.anchor))
+            })
+            .collect();
+        let predicted: Vec<BBox> = self.tracks.iter().map(|t| t.predicted(now)).collect();
         for t in &mut self.tracks {
             t.track.seen_now = false;
         }
 
-        let (strong, weak): (Vec<usize>, Vec<usize>) = (0..detections.len())
-            .filter(|&i| detections[i].score >= cfg.low_score)
-            .partition(|&i| detections[i].score >= cfg.high_score);
+        let (strong, weak): (Vec<usize>, Vec<usize>) = (0..dets.len())
+            .filter(|&i| dets[i].score >= cfg.low_score)
+            .partition(|&i| dets[i].score >= cfg.high_score);
+        let candidates = Candidates {
+            dets: &dets,
+            looks: &looks,
+            moving: &moving,
+            place: &place,
+            predicted: &predicted,
+        };
 
         // Pass 1: strong detections against every track.
         let all_tracks: Vec<usize> = (0..self.tracks.len()).collect();
         let (pairs, unmatched_tracks, unmatched_strong) =
-            self.associate(&all_tracks, &strong, detections, &predicted, cfg.match_iou);
+            self.associate(&all_tracks, &strong, &candidates, cfg.match_iou);
         for (ti, di) in pairs {
-            self.apply(ti, &detections[di], now);
+            self.apply(ti, di, &candidates, sight, now);
         }
         // Pass 2: weak detections only extend tracks (a half-hidden car scores low).
-        let (pairs, _, _) = self.associate(
+        let (pairs, unseen, unmatched_weak) = self.associate(
             &unmatched_tracks,
             &weak,
-            detections,
-            &predicted,
+            &candidates,
             cfg.match_iou.max(0.3),
         );
         for (ti, di) in pairs {
-            self.apply(ti, &detections[di], now);
+            self.apply(ti, di, &candidates, sight, now);
+        }
+        if let Some(s) = sight {
+            for ti in unseen {
+                self.unseen(ti, place[ti], &dets, s, now);
+            }
+        }
+        if let Some(s) = sight {
+            self.remember_faint(&unmatched_weak, &candidates, s, now);
         }
         for di in unmatched_strong {
-            self.spawn(&detections[di], now);
+            let earlier = sight.and_then(|s| self.faint_at(&dets[di], s));
+            self.spawn(&dets[di], looks[di].clone(), earlier, now);
         }
         self.tracks.retain(|t| {
             let unseen = seconds(now - t.track.last_seen);
-            let limit = if t.is_resting(now, &cfg) {
+            let limit = if t.rest().is_some() {
                 cfg.max_lost_stationary_seconds
             } else {
                 cfg.max_lost_seconds
@@ -200,38 +358,60 @@ impl Tracker {
         self.tracks.iter().map(|t| t.track.clone()).collect()
     }
 
-    /// Greedy IoU matching, best pairs first, within the same class.
+    /// Whether detection `di` may be the object of track `ti`, and how well it fits.
+    fn fit(&self, ti: usize, di: usize, c: &Candidates<'_>, min_iou: f32) -> Option<f32> {
+        let state = &self.tracks[ti];
+        let (t, d) = (&state.track, &c.dets[di]);
+        let same_class = if t.class == ObjectClass::Other {
+            t.label == d.label
+        } else {
+            t.class == d.class
+        };
+        let iou = c.predicted[ti].iou(&d.bbox);
+        if !same_class || iou < min_iou {
+            return None;
+        }
+        let colour = match (&state.look, &c.looks[di]) {
+            (Some(a), Some(b)) => Some(a.colour_similarity(b)),
+            _ => None,
+        };
+        match (state.rest(), c.place[ti]) {
+            // The place still shows the thing: only a still box at the place is it (a car
+            // driving through a parked car's place is another car).
+            (Some(r), Some(p)) if p >= PLACE_HOLDS => {
+                (near(&r.anchor, &d.bbox, self.cfg.stationary_tolerance) && c.moving[di] < MOVING)
+                    .then_some(iou + 1.0)
+            }
+            // Otherwise identity is colour (where known) and overlap: a resting car that
+            // drives off keeps its track, a different-looking car is never it.
+            _ => match colour {
+                Some(c) if c < SAME_COLOUR => None,
+                Some(c) => Some(iou + c),
+                None => Some(iou),
+            },
+        }
+    }
+
+    /// Greedy matching, best pairs first, within the same class.
     fn associate(
         &self,
         tracks: &[usize],
         dets: &[usize],
-        detections: &[Detection],
-        predicted: &[BBox],
+        c: &Candidates<'_>,
         min_iou: f32,
     ) -> (Vec<(usize, usize)>, Vec<usize>, Vec<usize>) {
-        let mut candidates = Vec::new();
+        let mut pairs_by_fit = Vec::new();
         for &ti in tracks {
-            let t = &self.tracks[ti].track;
             for &di in dets {
-                let d = &detections[di];
-                let same = if t.class == ObjectClass::Other {
-                    t.label == d.label
-                } else {
-                    t.class == d.class
-                };
-                if !same {
-                    continue;
-                }
-                let iou = predicted[ti].iou(&d.bbox);
-                if iou >= min_iou {
-                    candidates.push((iou, ti, di));
+                if let Some(f) = self.fit(ti, di, c, min_iou) {
+                    pairs_by_fit.push((f, ti, di));
                 }
             }
         }
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        pairs_by_fit.sort_by(|a, b| b.0.total_cmp(&a.0));
         let (mut used_t, mut used_d) = (Vec::new(), Vec::new());
         let mut pairs = Vec::new();
-        for (_, ti, di) in candidates {
+        for (_, ti, di) in pairs_by_fit {
             if !used_t.contains(&ti) && !used_d.contains(&di) {
                 used_t.push(ti);
                 used_d.push(di);
@@ -251,7 +431,67 @@ impl Tracker {
         (pairs, rest_t, rest_d)
     }
 
-    fn spawn(&mut self, d: &Detection, now: DateTime<Utc>) {
+    /// Keeps what weak detections nobody claimed showed, place by place, while the place keeps
+    /// showing it: when the detector later sees the thing clearly, it has been there since.
+    fn remember_faint(
+        &mut self,
+        weak: &[usize],
+        c: &Candidates<'_>,
+        sight: Sight<'_>,
+        now: DateTime<Utc>,
+    ) {
+        let tol = self.cfg.stationary_tolerance;
+        let keep = self.cfg.max_lost_stationary_seconds as f32;
+        let (dx, dy) = sight.camera_shift;
+        for f in &mut self.faint {
+            f.place = f.place.translate(dx, dy);
+        }
+        for &di in weak {
+            let (d, Some(look)) = (&c.dets[di], &c.looks[di]) else {
+                continue;
+            };
+            if c.moving[di] >= MOVING {
+                continue;
+            }
+            match self.faint.iter_mut().find(|f| near(&f.place, &d.bbox, tol)) {
+                Some(f) if sight.still_at(&f.look, &f.place) >= SETTLE_MATCH => f.last = now,
+                Some(f) => {
+                    *f = Faint {
+                        place: d.bbox,
+                        since: now,
+                        last: now,
+                        look: look.clone(),
+                    }
+                }
+                None => self.faint.push(Faint {
+                    place: d.bbox,
+                    since: now,
+                    last: now,
+                    look: look.clone(),
+                }),
+            }
+        }
+        self.faint.retain(|f| seconds(now - f.last) <= keep);
+    }
+
+    /// The earliest time a weak detection saw what this detection's place shows now, if any.
+    fn faint_at(&self, d: &Detection, sight: Sight<'_>) -> Option<(DateTime<Utc>, BBox, Look)> {
+        let tol = self.cfg.stationary_tolerance;
+        self.faint
+            .iter()
+            .filter(|f| near(&f.place, &d.bbox, tol) && sight.moving(&d.bbox) < MOVING)
+            .filter(|f| sight.still_at(&f.look, &f.place) >= SETTLE_MATCH)
+            .min_by_key(|f| f.since)
+            .map(|f| (f.since, f.place, f.look.clone()))
+    }
+
+    fn spawn(
+        &mut self,
+        d: &Detection,
+        look: Option<Look>,
+        earlier: Option<(DateTime<Utc>, BBox, Look)>,
+        now: DateTime<Utc>,
+    ) {
         let c = d.bbox.center();
         let s = d.bbox.width().max(d.bbox.height()).max(1.0);
         let track = Track {
@@ -262,7 +502,7 @@ impl Tracker {
             bbox: d.bbox,
             first_seen: now,
             last_seen: now,
-            stationary_since: Some(now),
+            stationary_since: None,
             seen_now: true,
         };
         self.next_id += 1;
@@ -275,23 +515,46 @@ impl Tracker {
                 Kalman1::new(d.bbox.height(), s),
             ],
             updated_at: now,
-            rest: Rest {
-                anchor: d.bbox,
-                since: now,
-                away_since: None,
-                candidate: None,
+            stay: match earlier {
+                // Seen faintly at this place before, showing the same thing: at rest since.
+                Some((since, place, template)) => Stay::Resting(Rest {
+                    anchor: place,
+                    since,
+                    template: Some(template),
+                    away_since: None,
+                    candidate: None,
+                }),
+                None => Stay::Settling {
+                    place: d.bbox,
+                    since: now,
+                    look: look.clone(),
+                },
             },
+            look,
         });
+        if let Some(t) = self.tracks.last_mut() {
+            t.track.stationary_since = t.rest().map(|r| r.since);
+        }
     }
 
-    fn apply(&mut self, ti: usize, d: &Detection, now: DateTime<Utc>) {
+    /// A detection matched track `ti`: follow it, and judge whether it stays, settles or left.
+    fn apply(
+        &mut self,
+        ti: usize,
+        di: usize,
+        c: &Candidates<'_>,
+        sight: Option<Sight<'_>>,
+        now: DateTime<Utc>,
+    ) {
         let tol = self.cfg.stationary_tolerance;
         let confirm = self.cfg.move_confirm_seconds as f32;
+        let d = &c.dets[di];
+        let det_look = &c.looks[di];
         let t = &mut self.tracks[ti];
         let dt = seconds(now - t.updated_at).clamp(0.0, 10.0);
         let s = t.scale();
-        let c = d.bbox.center();
-        let z = [c.x, c.y, d.bbox.width(), d.bbox.height()];
+        let centre = d.bbox.center();
+        let z = [centre.x, centre.y, d.bbox.width(), d.bbox.height()];
         for (k, z) in t.filters.iter_mut().zip(z) {
             *k = k.predict(dt, s);
             k.update(z, s);
@@ -303,32 +566,182 @@ impl Tracker {
         tr.label = d.label.clone();
         tr.last_seen = now;
         tr.seen_now = true;
+        match (&mut t.look, det_look) {
+            (Some(l), Some(n)) => l.learn_colour(n, 0.2),
+            (l @ None, Some(n)) => *l = Some(n.clone()),
+            _ => {}
+        }
 
-        let rest = &mut t.rest;
-        if near(&rest.anchor, &d.bbox, tol) {
-            rest.away_since = None;
-            rest.candidate = None;
-        } else {
-            let away = *rest.away_since.get_or_insert(now);
-            match rest.candidate {
-                Some((b, _)) if near(&b, &d.bbox, tol) => {}
-                _ => rest.candidate = Some((d.bbox, now)),
-            }
-            if seconds(now - away) >= confirm {
-                // It really moved: it rests (if at all) where it has been since the candidate time.
-                let (b, since) = rest.candidate.unwrap_or((d.bbox, now));
-                rest.anchor = b;
-                rest.since = since;
-                rest.away_since = None;
-                rest.candidate = None;
-                if !near(&b, &d.bbox, tol) {
-                    rest.anchor = d.bbox;
-                    rest.since = now;
+        let settle_here = || Stay::Settling {
+            place: d.bbox,
+            since: now,
+            look: det_look.clone(),
+        };
+        let next = match (&mut t.stay, sight) {
+            (Stay::Resting(rest), Some(sight)) if rest.template.is_some() => {
+                if c.place[ti].is_some_and(|p| p >= PLACE_HOLDS) {
+                    // Still there, seen by the detector.
+                    rest.away_since = None;
+                    if c.place[ti].is_some_and(|p| p >= REFRESH_MATCH) {
+                        if let (Some(tpl), Some(newer)) =
+                            (&mut rest.template, sight.look(&rest.anchor))
+                        {
+                            tpl.refresh_patch(&newer);
+                        }
+                    }
+                    None
+                } else {
+                    // Its place no longer shows it and here it is, elsewhere or on the move:
+                    // it left its place.
+                    Some(settle_here())
                 }
             }
+            (Stay::Resting(rest), _) => {
+                // Boxes only: it rests while its box stays near the anchor; it moved once the
+                // box has been away for `move_confirm_seconds`.
+                if near(&rest.anchor, &d.bbox, tol) {
+                    rest.away_since = None;
+                    rest.candidate = None;
+                    None
+                } else {
+                    let away = *rest.away_since.get_or_insert(now);
+                    match rest.candidate {
+                        Some((b, _)) if near(&b, &d.bbox, tol) => {}
+                        _ => rest.candidate = Some((d.bbox, now)),
+                    }
+                    if seconds(now - away) >= confirm {
+                        // It rests (if at all) where it has been since the candidate time.
+                        let (b, since) = rest.candidate.unwrap_or((d.bbox, now));
+                        Some(if near(&b, &d.bbox, tol) && since < now {
+                            Stay::Resting(Rest {
+                                anchor: b,
+                                since,
+                                template: None,
+                                away_since: None,
+                                candidate: None,
+                            })
+                        } else {
+                            settle_here()
+                        })
+                    } else {
+                        None
+                    }
+                }
+            }
+            (Stay::Settling { place, since, look }, _) => {
+                if near(place, &d.bbox, tol) {
+                    // The second sighting at the place: at rest if the place still shows what
+                    // it showed at the first, and nothing in the box moves now.
+                    let settled = match (sight, look.as_ref()) {
+                        (Some(s), Some(l)) => {
+                            let same = s.still_at(l, place);
+                            tracing::trace!(
+                                track = t.track.id,
+                                same,
+                                moving = c.moving[di],
+                                "second sighting"
+                            );
+                            c.moving[di] < MOVING && same >= SETTLE_MATCH
+                        }
+                        _ => true,
+                    };
+                    settled.then(|| {
+                        Stay::Resting(Rest {
+                            anchor: *place,
+                            since: *since,
+                            template: look.take(),
+                            away_since: None,
+                            candidate: None,
+                        })
+                    })
+                } else {
+                    Some(settle_here())
+                }
+            }
+        };
+        if let Some(next) = next {
+            tracing::trace!(
+                track = t.track.id,
+                place = ?c.place[ti],
+                moving = c.moving[di],
+                resting = matches!(next, Stay::Resting(_)),
+                "stay changes"
+            );
+            t.stay = next;
         }
-        tr.stationary_since = Some(rest.since);
+        t.track.stationary_since = t.rest().map(|r| r.since);
     }
+
+    /// Track `ti` had no detection on this frame: if it rests, its place tells whether it is
+    /// still there (hidden from the detector, or behind something passing) or gone.
+    fn unseen(
+        &mut self,
+        ti: usize,
+        place: Option<f32>,
+        dets: &[Detection],
+        sight: Sight<'_>,
+        now: DateTime<Utc>,
+    ) {
+        let confirm = self.cfg.move_confirm_seconds as f32;
+        let t = &mut self.tracks[ti];
+        let Stay::Resting(rest) = &mut t.stay else {
+            return;
+        };
+        let Some(p) = place else {
+            return;
+        };
+        let anchor = rest.anchor;
+        let passing = sight.moving(&anchor) >= PASSING
+            || dets
+                .iter()
+                .any(|d| anchor.intersection(&d.bbox) >= 0.3 * anchor.area());
+        if p >= PLACE_HOLDS || passing {
+            rest.away_since = None;
+            return;
+        }
+        // Nothing in front, and the place shows something else: the road, or another car.
+        let away = *rest.away_since.get_or_insert(now);
+        if seconds(now - away) >= confirm {
+            tracing::trace!(
+                track = t.track.id,
+                place = p,
+                "the place no longer shows it: rest ends"
+            );
+            t.stay = Stay::Settling {
+                place: anchor,
+                since: now,
+                look: None,
+            };
+            t.track.stationary_since = None;
+        }
+    }
+}
+
+/// What association weighs, per detection and per track.
+struct Candidates<'a> {
+    dets: &'a [Detection],
+    looks: &'a [Option<Look>],
+    moving: &'a [f32],
+    place: &'a [Option<f32>],
+    predicted: &'a [BBox],
+}
+
+/// The detections without duplicates: one object of a road-user class found under two labels
+/// (`car` and `truck`) keeps its best-scored box.
+fn distinct(detections: &[Detection]) -> Vec<Detection> {
+    let mut order: Vec<&Detection> = detections.iter().collect();
+    order.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::with_capacity(order.len());
+    for d in order {
+        let duplicate = d.class.is_road_user()
+            && kept
+                .iter()
+                .any(|k| k.class == d.class && k.bbox.iou(&d.bbox) >= DUPLICATE_IOU);
+        if !duplicate {
+            kept.push(d.clone());
+        }
+    }
+    kept
 }
 
 /// Whether `b` is still at the place `anchor` marks: centre within `tol` of the anchor's size,
@@ -372,11 +785,11 @@ mod tests {
         let mut tr = Tracker::new(TrackerConfig::default());
         // Drives 40 px per second for 10 s, then stops at x=400.
         for i in 0..=10 {
-            tr.update(t(i as f64), &[det(i as f32 * 40.0, 0.8)]);
+            tr.update(t(i as f64), &[det(i as f32 * 40.0, 0.8)], None);
         }
         let mut last = Vec::new();
         for i in 11..40 {
-            last = tr.update(t(i as f64), &[det(400.0 + (i % 3) as f32, 0.8)]);
+            last = tr.update(t(i as f64), &[det(400.0 + (i % 3) as f32, 0.8)], None);
         }
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].id, 1);
@@ -388,18 +801,18 @@ mod tests {
     fn occlusion_does_not_reset_dwell() {
         let mut tr = Tracker::new(TrackerConfig::default());
         for i in 0..20 {
-            tr.update(t(i as f64), &[det(300.0, 0.8)]);
+            tr.update(t(i as f64), &[det(300.0, 0.8)], None);
         }
         // Hidden for 8 s, then seen half-covered with a weak score, then whole again.
         for i in 20..28 {
-            tr.update(t(i as f64), &[]);
+            tr.update(t(i as f64), &[], None);
         }
         let half = Detection {
             bbox: BBox::new(400.0, 100.0, 500.0, 200.0),
             ..det(0.0, 0.3)
         };
-        tr.update(t(28.0), &[half]);
-        let out = tr.update(t(29.0), &[det(300.0, 0.8)]);
+        tr.update(t(28.0), &[half], None);
+        let out = tr.update(t(29.0), &[det(300.0, 0.8)], None);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].id, 1);
         assert_eq!(out[0].stationary_since, Some(t(0.0)));
@@ -408,8 +821,8 @@ mod tests {
     #[test]
     fn lost_moving_track_is_dropped() {
         let mut tr = Tracker::new(TrackerConfig::default());
-        tr.update(t(0.0), &[det(0.0, 0.9)]);
-        tr.update(t(1.0), &[det(60.0, 0.9)]);
-        assert!(tr.update(t(7.5), &[]).is_empty());
+        tr.update(t(0.0), &[det(0.0, 0.9)], None);
+        tr.update(t(1.0), &[det(60.0, 0.9)], None);
+        assert!(tr.update(t(7.5), &[], None).is_empty());
     }
 }

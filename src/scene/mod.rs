@@ -220,6 +220,15 @@ impl Scene {
         }
     }
 
+    /// The polygons of the armed `ignore` zones (the static-change map leaves them out).
+    pub fn ignored_polygons(&self) -> Vec<Vec<Point>> {
+        self.zones
+            .iter()
+            .filter(|z| z.enabled && z.config.kind == ZoneKind::Ignore)
+            .map(|z| z.polygon.clone())
+            .collect()
+    }
+
     /// Whether any zone's rule looks at the static-change map.
     pub fn needs_change_map(&self) -> bool {
         self.zones.iter().any(|z| z.config.kind.needs_change_map())

@@ -6,7 +6,7 @@ use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags};
 use ffmpeg::util::frame::video::Video as VideoFrame;
 use ffmpeg_next as ffmpeg;
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 
 use crate::config::DecodeMode;
 
@@ -27,6 +27,10 @@ pub struct DecodedFrame {
     pub pts: f64,
     /// The picture.
     pub image: RgbImage,
+    /// The picture small and grey (see [`super::small_size`]).
+    pub small: GrayImage,
+    /// The frame decoded right after it, small and grey (decode = "all" only).
+    pub next_small: Option<GrayImage>,
     /// CPU time spent decoding (packets, frames, colour conversion) since the previous frame
     /// returned, not counting waits on the network.
     pub decode: std::time::Duration,
@@ -44,6 +48,7 @@ pub struct VideoDecoder {
     start_pts: Option<i64>,
     mode: DecodeMode,
     scaler: Option<(Scaler, Pixel, u32, u32)>,
+    small_scaler: Option<(Scaler, Pixel, u32, u32)>,
     eof_sent: bool,
     /// Decoding time accumulated since the last frame returned.
     decode: std::time::Duration,
@@ -113,6 +118,7 @@ impl VideoDecoder {
             start_pts: None,
             mode,
             scaler: None,
+            small_scaler: None,
             eof_sent: false,
             decode: std::time::Duration::ZERO,
             damaged: 0,
@@ -135,11 +141,47 @@ impl VideoDecoder {
     }
 
     /// Decodes the next frame that `want(pts)` accepts; frames it refuses are not converted to RGB.
-    /// Returns `Ok(None)` at the end of the stream.
+    /// With every frame decoded, the one after it is decoded too and kept as a small grey
+    /// picture, so later stages can tell what moves at that instant. Returns `Ok(None)` at the
+    /// end of the stream.
     pub fn next_frame(
         &mut self,
         want: &mut dyn FnMut(f64) -> bool,
     ) -> Result<Option<DecodedFrame>, DecodeError> {
+        while let Some((frame, pts)) = self.decode_next()? {
+            if !want(pts) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let image = self.convert_rgb(&frame)?;
+            let small = self.convert_small_gray(&frame)?;
+            self.decode += started.elapsed();
+            let next_small = match self.mode {
+                DecodeMode::All => match self.decode_next()? {
+                    Some((next, _)) => {
+                        let started = std::time::Instant::now();
+                        let g = self.convert_small_gray(&next)?;
+                        self.decode += started.elapsed();
+                        Some(g)
+                    }
+                    None => None,
+                },
+                DecodeMode::Keyframes => None,
+            };
+            return Ok(Some(DecodedFrame {
+                pts,
+                image,
+                small,
+                next_small,
+                decode: std::mem::take(&mut self.decode),
+                damaged: std::mem::take(&mut self.damaged),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The next decoded frame with a timestamp, and its time in seconds from the first.
+    fn decode_next(&mut self) -> Result<Option<(VideoFrame, f64)>, DecodeError> {
         let mut frame = VideoFrame::empty();
         loop {
             let started = std::time::Instant::now();
@@ -152,18 +194,7 @@ impl VideoDecoder {
                     };
                     let start = *self.start_pts.get_or_insert(ts);
                     let pts = (ts - start) as f64 * self.time_base;
-                    if want(pts) {
-                        let started = std::time::Instant::now();
-                        let image = self.convert_rgb(&frame)?;
-                        self.decode += started.elapsed();
-                        return Ok(Some(DecodedFrame {
-                            pts,
-                            image,
-                            decode: std::mem::take(&mut self.decode),
-                            damaged: std::mem::take(&mut self.damaged),
-                        }));
-                    }
-                    continue;
+                    return Ok(Some((frame, pts)));
                 }
                 Err(ffmpeg::Error::Eof) => return Ok(None),
                 Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {}
@@ -197,6 +228,33 @@ impl VideoDecoder {
                 Err(e) => return Err(self.err(format!("read error: {e}"))),
             }
         }
+    }
+
+    /// The frame as a grey picture `SMALL_WIDTH` wide, straight from its luma plane.
+    fn convert_small_gray(&mut self, frame: &VideoFrame) -> Result<GrayImage, DecodeError> {
+        let (w, h, fmt) = (frame.width(), frame.height(), frame.format());
+        let (sw, sh) = super::small_size(w, h);
+        let stale = !matches!(&self.small_scaler, Some((_, f, iw, ih)) if *f == fmt && *iw == w && *ih == h);
+        if stale {
+            let s = Scaler::get(fmt, w, h, Pixel::GRAY8, sw, sh, Flags::AREA)
+                .map_err(|e| self.err(format!("cannot convert {fmt:?} to grey: {e}")))?;
+            self.small_scaler = Some((s, fmt, w, h));
+        }
+        let mut gray = VideoFrame::empty();
+        if let Some((scaler, ..)) = self.small_scaler.as_mut() {
+            scaler.run(frame, &mut gray).map_err(|e| DecodeError {
+                url: self.url.clone(),
+                why: format!("grey conversion failed: {e}"),
+            })?;
+        }
+        let stride = gray.stride(0);
+        let data = gray.data(0);
+        let row = sw as usize;
+        let mut buf = Vec::with_capacity(row * sh as usize);
+        for y in 0..sh as usize {
+            buf.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        GrayImage::from_raw(sw, sh, buf).ok_or_else(|| self.err("grey buffer size mismatch".into()))
     }
 
     fn convert_rgb(&mut self, frame: &VideoFrame) -> Result<RgbImage, DecodeError> {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
 pub use decode::{redact, DecodeError, DecodedFrame, VideoDecoder};
@@ -21,10 +21,45 @@ pub struct Frame {
     pub time: DateTime<Utc>,
     /// The picture (RGB).
     pub image: RgbImage,
+    /// The picture small and grey, for motion analysis (see [`small_size`]).
+    pub small: GrayImage,
+    /// The frame that followed it in the stream, small and grey, when every frame is decoded:
+    /// what moves at this instant differs between the two.
+    pub next_small: Option<GrayImage>,
     /// Decoding time spent on this frame and the unsampled ones before it.
     pub decode: Duration,
     /// Damaged packets dropped by the decoder since the previous sampled frame.
     pub damaged: u64,
+}
+
+/// Width of the small grey pictures used for motion analysis.
+pub const SMALL_WIDTH: u32 = 320;
+
+/// Size of the small grey picture of a `w` x `h` frame: `SMALL_WIDTH` wide (or the frame's
+/// width if narrower), the height keeping the aspect.
+pub fn small_size(w: u32, h: u32) -> (u32, u32) {
+    let sw = SMALL_WIDTH.min(w).max(1);
+    let sh = ((h as u64 * sw as u64 + w as u64 / 2) / w.max(1) as u64).max(1) as u32;
+    (sw, sh)
+}
+
+impl Frame {
+    /// A frame from a picture alone (tests, pictures): its small grey copy is made here, with
+    /// nothing known of the frame after it.
+    pub fn from_picture(time: DateTime<Utc>, image: RgbImage) -> Self {
+        let small = crate::picture::small_gray(&image).unwrap_or_else(|e| {
+            tracing::warn!("cannot make the small grey picture: {e}");
+            GrayImage::new(1, 1)
+        });
+        Self {
+            time,
+            image,
+            small,
+            next_small: None,
+            decode: Duration::ZERO,
+            damaged: 0,
+        }
+    }
 }
 
 /// Picks frames at a fixed interval of stream time.
@@ -102,8 +137,9 @@ pub struct FeedOptions {
     pub start_time: Option<DateTime<Utc>>,
     /// Whether to reconnect after errors (live) or return them (replay).
     pub reconnect: bool,
-    /// Files: play again from the start when the file ends, continuing the stream time.
-    pub repeat: bool,
+    /// Files: how many times to play the file back to back, the stream time continuing across
+    /// the joins (None: again and again until stopped).
+    pub plays: Option<u32>,
 }
 
 /// Whether a url names a local file rather than a network stream.
@@ -132,12 +168,17 @@ pub fn run_feed(
             }
         };
     let mut sampler = Sampler::new(opts.detect_every_seconds);
-    // Where a repeated file's next loop starts in stream time.
+    // Where a repeated file's next play starts in stream time.
     let mut loop_anchor: Option<DateTime<Utc>> = None;
+    let mut played = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let result = VideoDecoder::open(&opts.url, opts.decode).and_then(|mut dec| {
             sampler.reset();
-            let resume = if opts.repeat { loop_anchor } else { None };
+            let resume = if opts.plays != Some(1) {
+                loop_anchor
+            } else {
+                None
+            };
             let anchor = resume.or(opts.start_time).unwrap_or_else(Utc::now);
             let opened = Instant::now();
             let mut announced = false;
@@ -169,6 +210,8 @@ pub fn run_feed(
                 on_frame(Frame {
                     time,
                     image: f.image,
+                    small: f.small,
+                    next_small: f.next_small,
                     decode: f.decode,
                     damaged: f.damaged,
                 });
@@ -177,8 +220,9 @@ pub fn run_feed(
         });
         match result {
             Ok(()) if stop.load(Ordering::Relaxed) => break,
-            Ok(()) if is_file_url(&opts.url) && opts.repeat => {
-                // No backoff between loops of a file.
+            Ok(()) if is_file_url(&opts.url) && opts.plays.is_none_or(|n| played + 1 < n) => {
+                // No backoff between plays of a file.
+                played += 1;
                 continue;
             }
             Ok(()) if is_file_url(&opts.url) => break,

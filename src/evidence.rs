@@ -145,6 +145,27 @@ impl Marker {
         }
     }
 
+    /// Text `size` pixels high with its top-left at (`x`, `y`), in `color` on a dark outline
+    /// (a camera's on-screen display); nothing without a font.
+    pub fn overlay_text(
+        &self,
+        img: &mut RgbImage,
+        x: i32,
+        y: i32,
+        size: f32,
+        text: &str,
+        color: Rgb<u8>,
+    ) {
+        let Some(font) = &self.font else {
+            return;
+        };
+        let scale = PxScale::from(size);
+        for (dx, dy) in [(-1, 0), (1, 0), (0, -1), (0, 1)] {
+            draw_text_mut(img, Rgb([20, 20, 20]), x + dx, y + dy, scale, font, text);
+        }
+        draw_text_mut(img, color, x, y, scale, font, text);
+    }
+
     /// A 3-pixel box in frame pixels with `text` on a filled tab above it (below when no room).
     pub fn labelled_box(&self, img: &mut RgbImage, bbox: BBox, text: &str, color: Rgb<u8>) {
         let (w, h) = (img.width() as f32, img.height() as f32);

@@ -82,6 +82,13 @@ pub struct Scenario {
     /// The objects, drawn far-to-near (by the bottom of their boxes).
     #[serde(default, rename = "objects")]
     pub objects: Vec<SceneObject>,
+    /// Objects shrink with distance: their size is scaled by where their bottom is.
+    pub perspective: Option<Perspective>,
+    /// A camera's on-screen clock showing the stream time (`YYYY-MM-DD HH:MM:SS`).
+    pub clock: Option<Clock>,
+    /// Dappled shadows of branches that sway in the wind.
+    #[serde(default)]
+    pub tree_shadows: Vec<TreeShadow>,
     /// Folder of the scenario file (set by `load_scenario`).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -96,6 +103,75 @@ fn d_start_time() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-23T09:00:00+08:00")
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_default()
+}
+
+/// How objects shrink with distance: full size (their `width`/`height`) with their bottom at
+/// `near_y`, `far_scale` of it at `far_y`, linear in between (and held beyond).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Perspective {
+    /// Frame fraction where objects have their full size.
+    pub near_y: f64,
+    /// Frame fraction of the far end.
+    pub far_y: f64,
+    /// Size at the far end, as a fraction of the full size.
+    pub far_scale: f64,
+}
+
+impl Perspective {
+    /// Scale of an object whose bottom is at `y`.
+    pub fn scale_at(&self, y: f64) -> f64 {
+        let span = self.near_y - self.far_y;
+        if span.abs() < 1e-9 {
+            return 1.0;
+        }
+        let f = ((y - self.far_y) / span).clamp(0.0, 1.0);
+        self.far_scale + (1.0 - self.far_scale) * f
+    }
+}
+
+/// An on-screen clock (OSD), as most CCTV cameras burn into the picture.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clock {
+    /// Left edge, frame fraction.
+    pub x: f64,
+    /// Top edge, frame fraction.
+    pub y: f64,
+    /// Text height, frame fraction.
+    pub height: f64,
+}
+
+/// A patch of dappled shadow from branches, swaying sideways.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeShadow {
+    /// Centre, frame fractions.
+    pub x: f64,
+    /// Centre, frame fractions.
+    pub y: f64,
+    /// Radius, fraction of the frame width.
+    pub radius: f64,
+    /// How far it sways each way, fraction of the frame width.
+    pub sway: f64,
+    /// Seconds per sway.
+    pub period: f64,
+    /// Brightness left in the shadow (0.5 = half as bright).
+    pub darkness: f64,
+}
+
+/// The shadow an object casts on the ground (low sun: long and to one side).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CastShadow {
+    /// Offset of the shadow from the object's footprint, in object widths (positive: right).
+    pub dx: f64,
+    /// Length across the ground, in object widths.
+    pub length: f64,
+    /// Height of the shadow band, in object heights.
+    pub depth: f64,
+    /// Brightness left in the shadow.
+    pub darkness: f64,
 }
 
 /// A real object crop moving along keyframes.
@@ -120,6 +196,15 @@ pub struct SceneObject {
     /// Keyframes `[t_seconds, x_centre, y_bottom]` in frame fractions; the object is on screen
     /// from the first to the last keyframe and rests wherever two keyframes share a position.
     pub path: Vec<[f64; 3]>,
+    /// The shadow it casts, if any.
+    pub shadow: Option<CastShadow>,
+    /// Brightness of the crop (below 1: in the dark, or dressed in black).
+    #[serde(default = "d_brightness")]
+    pub brightness: f64,
+}
+
+fn d_brightness() -> f64 {
+    1.0
 }
 
 /// What a scenario implies: the facts a test compares events with.
@@ -220,8 +305,43 @@ impl Scenario {
         if self.lighting.iter().any(|k| !(0.0..=4.0).contains(&k[1])) {
             return Err("lighting: gains must be in 0..=4".into());
         }
+        if let Some(p) = self.perspective {
+            if !(0.0..=1.0).contains(&p.far_y)
+                || !(0.0..=1.0).contains(&p.near_y)
+                || p.far_y >= p.near_y
+            {
+                return Err(
+                    "perspective: far_y and near_y must be in 0..=1, far_y above near_y".into(),
+                );
+            }
+            if !(p.far_scale > 0.0 && p.far_scale <= 1.0) {
+                return Err("perspective: far_scale must be in (0, 1]".into());
+            }
+        }
+        if let Some(c) = self.clock {
+            if !(c.height > 0.0 && c.height <= 0.2) {
+                return Err("clock: height must be in (0, 0.2]".into());
+            }
+        }
+        for (i, t) in self.tree_shadows.iter().enumerate() {
+            if !(t.period > 0.0 && t.radius > 0.0 && (0.0..1.0).contains(&t.darkness)) {
+                return Err(format!(
+                    "tree_shadows[{i}]: period and radius must be positive, darkness in 0..1"
+                ));
+            }
+        }
         for (i, o) in self.objects.iter().enumerate() {
             let at = format!("objects[{i}] ({})", o.id);
+            if !(o.brightness > 0.0 && o.brightness <= 2.0) {
+                return Err(format!("{at}: brightness must be in (0, 2]"));
+            }
+            if let Some(sh) = o.shadow {
+                if !(sh.length > 0.0 && sh.depth > 0.0 && (0.0..1.0).contains(&sh.darkness)) {
+                    return Err(format!(
+                        "{at}: shadow length and depth must be positive, darkness in 0..1"
+                    ));
+                }
+            }
             match (o.width, o.height) {
                 (Some(s), None) | (None, Some(s)) if s > 0.0 && s <= 2.0 => {}
                 _ => {
@@ -296,15 +416,16 @@ fn keyframe_value(keys: &[[f64; 2]], t: f64, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// The rests a path implies: runs of keyframes at the same position.
-fn rests_of(path: &[[f64; 3]], size_norm: (f64, f64)) -> Vec<Rest> {
-    let (w, h) = size_norm;
+/// The rests a path implies: runs of keyframes at the same position; `size_at(y)` is the
+/// object's normalized size with its bottom at `y`.
+fn rests_of(path: &[[f64; 3]], size_at: impl Fn(f64) -> (f64, f64)) -> Vec<Rest> {
     let mut rests: Vec<Rest> = Vec::new();
     for k in path.windows(2) {
         let (a, b) = (k[0], k[1]);
         if a[1] != b[1] || a[2] != b[2] || b[0] <= a[0] {
             continue;
         }
+        let (w, h) = size_at(a[2]);
         let bbox = [
             (a[1] - w / 2.0).clamp(0.0, 1.0),
             (a[2] - h).clamp(0.0, 1.0),
@@ -348,10 +469,13 @@ pub fn render(sc: &Scenario, out: &Path) -> Result<GroundTruth, ComposeError> {
                 } else {
                     sc.duration_seconds
                 },
-                rests: rests_of(
-                    &o.path,
-                    (size.0 as f64 / width as f64, size.1 as f64 / height as f64),
-                ),
+                rests: rests_of(&o.path, |y| {
+                    let s = sc.perspective.map_or(1.0, |p| p.scale_at(y));
+                    (
+                        size.0 as f64 * s / width as f64,
+                        size.1 as f64 * s / height as f64,
+                    )
+                }),
             })
             .collect(),
     };
@@ -368,7 +492,7 @@ pub fn render(sc: &Scenario, out: &Path) -> Result<GroundTruth, ComposeError> {
     let mut painter = stage.painter(sc.seed, sc.noise_sigma);
     for i in 0..frame_count {
         let t = i as f64 / sc.fps as f64;
-        let frame = painter.frame(keyframe_value(&sc.lighting, t, 1.0) as f32, |k| {
+        let frame = painter.frame(t, keyframe_value(&sc.lighting, t, 1.0) as f32, |k| {
             position_at(&sc.objects[k].path, t)
         });
         writer.push(frame).map_err(encode_err)?;
@@ -418,7 +542,7 @@ mod tests {
             [30.0, 0.4, 0.8],
             [33.0, 1.2, 0.8],
         ];
-        let r = rests_of(&path, (0.2, 0.1));
+        let r = rests_of(&path, |_| (0.2, 0.1));
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].start, r[0].end), (4.0, 30.0));
         let b = r[0].bbox;

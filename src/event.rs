@@ -123,12 +123,17 @@ pub struct Recurrence {
 /// One evidence file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceRef {
-    /// `frame` or `crop`.
+    /// `rest_start` (the frame when the object came to rest, in `new` messages), `frame` (the
+    /// frame of this message: in `new`, when the dwell was reached) or `crop` (the object).
     pub kind: String,
     /// File path.
     pub path: String,
     /// sha256 of the file, hex.
     pub sha256: String,
+    /// When the picture was taken (stream time, RFC 3339 with offset); absent in messages
+    /// recorded before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 /// Formats a time in the camera's zone, RFC 3339 with offset and milliseconds.

@@ -32,8 +32,32 @@ pub struct Annotation<'a> {
     pub zone: &'a [Point],
     /// Normalized object box.
     pub bbox: BBox,
-    /// Label text, e.g. `car 03:37`.
+    /// Label text, e.g. `car 05-05 03:37`.
     pub text: String,
+    /// The stamp in the top-left corner: when and where, e.g. `2026-11-23 09:00:08 cam-01`.
+    pub stamp: String,
+}
+
+/// One photo to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Shot<'a> {
+    /// The frame.
+    pub frame: &'a RgbImage,
+    /// When it was taken (local RFC 3339), recorded with the file.
+    pub time: &'a str,
+}
+
+/// Where an event's photos go and what they are called.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFiles<'a> {
+    /// Camera id.
+    pub camera_id: &'a str,
+    /// Local date `YYYY-MM-DD` (one folder per day).
+    pub day: &'a str,
+    /// Event id.
+    pub event_id: &'a str,
+    /// Message sequence number.
+    pub seq: u32,
 }
 
 /// Writes evidence files under one folder.
@@ -73,31 +97,54 @@ impl EvidenceStore {
     /// Writes the annotated frame and the crop for message `seq` of an event.
     pub fn save(
         &self,
-        frame: &RgbImage,
-        camera_id: &str,
-        day: &str,
-        event_id: &str,
-        seq: u32,
+        shot: Shot<'_>,
+        files: EventFiles<'_>,
         ann: &Annotation<'_>,
     ) -> Result<Vec<EvidenceRef>, EvidenceError> {
-        let dir = self.root.join(camera_id).join(day);
+        let annotated = self.annotate(shot.frame, ann);
+        let crop = crop(shot.frame, ann.bbox);
+        [("frame", &annotated), ("crop", &crop)]
+            .into_iter()
+            .map(|(kind, img)| self.write(img, kind, files, shot.time))
+            .collect()
+    }
+
+    /// Writes the annotated frame of the moment the object came to rest (with the frame of the
+    /// moment the dwell was reached, the pair enforcement needs: 照相取证).
+    pub fn save_rest_start(
+        &self,
+        shot: Shot<'_>,
+        files: EventFiles<'_>,
+        ann: &Annotation<'_>,
+    ) -> Result<EvidenceRef, EvidenceError> {
+        self.write(
+            &self.annotate(shot.frame, ann),
+            "rest_start",
+            files,
+            shot.time,
+        )
+    }
+
+    fn write(
+        &self,
+        img: &RgbImage,
+        kind: &str,
+        files: EventFiles<'_>,
+        time: &str,
+    ) -> Result<EvidenceRef, EvidenceError> {
+        let dir = self.root.join(files.camera_id).join(files.day);
         std::fs::create_dir_all(&dir).map_err(|e| EvidenceError {
             path: dir.clone(),
             why: e.to_string(),
         })?;
-        let annotated = self.annotate(frame, ann);
-        let crop = crop(frame, ann.bbox);
-        let mut refs = Vec::new();
-        for (kind, img) in [("frame", &annotated), ("crop", &crop)] {
-            let path = dir.join(format!("{event_id}-{seq}-{kind}.jpg"));
-            let sha256 = write_jpeg(img, &path)?;
-            refs.push(EvidenceRef {
-                kind: kind.into(),
-                path: path.display().to_string(),
-                sha256,
-            });
-        }
-        Ok(refs)
+        let path = dir.join(format!("{}-{}-{kind}.jpg", files.event_id, files.seq));
+        let sha256 = write_jpeg(img, &path)?;
+        Ok(EvidenceRef {
+            kind: kind.into(),
+            path: path.display().to_string(),
+            sha256,
+            time: Some(time.to_string()),
+        })
     }
 
     fn annotate(&self, frame: &RgbImage, ann: &Annotation<'_>) -> RgbImage {
@@ -106,6 +153,15 @@ impl EvidenceStore {
         self.marker.polygon(&mut img, ann.zone, ZONE_COLOR);
         self.marker
             .labelled_box(&mut img, ann.bbox.scale(w, h), &ann.text, BOX_COLOR);
+        let size = (h / 30.0).clamp(14.0, 40.0);
+        self.marker.overlay_text(
+            &mut img,
+            (size * 0.5) as i32,
+            (size * 0.4) as i32,
+            size,
+            &ann.stamp,
+            Rgb([255, 255, 255]),
+        );
         img
     }
 }

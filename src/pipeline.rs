@@ -13,7 +13,7 @@ use crate::config::{CameraConfig, Categories, DetectRegions, LoadedConfig};
 use crate::detector::regions::{zone_regions, Region};
 use crate::detector::{DetectTiming, Detection, Detector};
 use crate::event::{self, EventMessage, Recurrence};
-use crate::evidence::{Annotation, EvidenceStore};
+use crate::evidence::{Annotation, EventFiles, EvidenceError, EvidenceStore, Shot};
 use crate::geometry::BBox;
 use crate::geometry::Point;
 use crate::incidents::{EndReason, Incident, IncidentBook, IncidentChange, Phase};
@@ -106,6 +106,11 @@ pub struct CameraPipeline {
     storage_error: Option<String>,
     /// The previous frame small and grey, to measure how far the camera swayed since.
     previous_small: Option<image::GrayImage>,
+    /// The previous frame (shared, not copied): a rest is confirmed at its second sighting and
+    /// began at the first, so the rest-start photo is usually this one.
+    previous_frame: Option<(DateTime<Utc>, Arc<image::RgbImage>)>,
+    /// Per (zone, track) at rest in an armed zone: the frame of when the rest began.
+    rest_photos: HashMap<(String, u64), RestPhoto>,
 }
 
 /// An event of the last run, not ended, with what is needed to continue or end it.
@@ -116,6 +121,85 @@ struct PendingResume {
     start: DateTime<Utc>,
     last_seen: DateTime<Utc>,
     bbox: BBox,
+}
+
+/// The frame of the moment something came to rest in a zone, kept for its event's evidence.
+#[derive(Debug, Clone)]
+struct RestPhoto {
+    /// When its rest began (the key's current stay).
+    since: DateTime<Utc>,
+    /// When the picture was taken: `since`, or the first frame after it that was kept.
+    time: DateTime<Utc>,
+    image: Arc<image::RgbImage>,
+}
+
+/// What an event's photos need to know of the camera.
+struct Photos<'a> {
+    store: &'a EvidenceStore,
+    camera_id: &'a str,
+    tz: Tz,
+    zone: &'a [Point],
+}
+
+impl Photos<'_> {
+    /// The photos of one message: the rest-start frame (a `new` that has one), then the frame
+    /// and the crop of now, each annotated with the zone, the box, the dwell and a time stamp.
+    fn take(
+        &self,
+        inc: &Incident,
+        frame: &Frame,
+        rest_start: Option<&RestPhoto>,
+    ) -> Result<Vec<event::EvidenceRef>, EvidenceError> {
+        let day = frame
+            .time
+            .with_timezone(&self.tz)
+            .format("%Y-%m-%d")
+            .to_string();
+        let files = EventFiles {
+            camera_id: self.camera_id,
+            day: &day,
+            event_id: &inc.event_id,
+            seq: inc.seq,
+        };
+        let annotation = |at: DateTime<Utc>| {
+            let dwell = (at - inc.start).num_seconds().max(0);
+            Annotation {
+                zone: self.zone,
+                bbox: inc.bbox,
+                text: format!(
+                    "{} {} {:02}:{:02}",
+                    inc.label,
+                    inc.kind.default_category().0,
+                    dwell / 60,
+                    dwell % 60
+                ),
+                stamp: format!(
+                    "{} {}",
+                    at.with_timezone(&self.tz).format("%Y-%m-%d %H:%M:%S"),
+                    self.camera_id
+                ),
+            }
+        };
+        let mut refs = Vec::new();
+        if let Some(p) = rest_start {
+            let time = event::local_time(p.time, self.tz);
+            let shot = Shot {
+                frame: &p.image,
+                time: &time,
+            };
+            refs.push(
+                self.store
+                    .save_rest_start(shot, files, &annotation(p.time))?,
+            );
+        }
+        let time = event::local_time(frame.time, self.tz);
+        let shot = Shot {
+            frame: &frame.image,
+            time: &time,
+        };
+        refs.extend(self.store.save(shot, files, &annotation(frame.time))?);
+        Ok(refs)
+    }
 }
 
 impl std::fmt::Debug for CameraPipeline {
@@ -185,6 +269,8 @@ impl CameraPipeline {
             ),
             storage_error: None,
             previous_small: None,
+            previous_frame: None,
+            rest_photos: HashMap::new(),
         })
     }
 
@@ -341,6 +427,7 @@ impl CameraPipeline {
             None => Vec::new(),
         };
         let report: SceneReport = self.scene.evaluate(frame.time, &tracks, &statics, w, h);
+        self.keep_rest_photos(frame, &report);
         let mut messages = self.resume(frame, &report);
         let scene = &self.scene;
         let dwell = |zone: &str| {
@@ -350,12 +437,39 @@ impl CameraPipeline {
         };
         let changes = self.incidents.step(frame.time, &report, &dwell);
         messages.extend(self.emit(changes, Some(frame)));
+        self.previous_frame = Some((frame.time, frame.image.clone()));
         Ok(FrameOutcome {
             detections,
             tracks,
             timing,
             messages,
         })
+    }
+
+    /// Keeps, for every thing at rest in an armed zone, the frame of when its rest began: this
+    /// frame or the previous one when the rest began then, else the first frame it is seen in.
+    fn keep_rest_photos(&mut self, frame: &Frame, report: &SceneReport) {
+        let previous = self.previous_frame.clone();
+        let mut keep = HashMap::with_capacity(report.violations.len());
+        for v in &report.violations {
+            let key = (v.zone_id.clone(), v.track_id);
+            let photo = match self.rest_photos.remove(&key) {
+                Some(p) if p.since == v.since => p,
+                _ => {
+                    let (time, image) = match &previous {
+                        Some((t, img)) if *t == v.since => (*t, img.clone()),
+                        _ => (frame.time, frame.image.clone()),
+                    };
+                    RestPhoto {
+                        since: v.since,
+                        time,
+                        image,
+                    }
+                }
+            };
+            keep.insert(key, photo);
+        }
+        self.rest_photos = keep;
     }
 
     /// The crops to detect in with `detect_regions = "zones"`: tiles over the armed zones, plus
@@ -552,27 +666,16 @@ impl CameraPipeline {
             }
             let mut evidence = Vec::new();
             if let (true, Some(frame)) = (change.take_evidence, frame) {
-                let local = frame.time.with_timezone(&self.tz);
-                let dwell = (frame.time - inc.start).num_seconds().max(0);
-                let ann = Annotation {
+                let rest_start = (change.phase == Phase::New)
+                    .then(|| self.rest_photos.get(&(inc.zone_id.clone(), inc.track_id)))
+                    .flatten();
+                let photos = Photos {
+                    store: &self.evidence,
+                    camera_id: &self.camera.id,
+                    tz: self.tz,
                     zone: &zone.polygon,
-                    bbox: inc.bbox,
-                    text: format!(
-                        "{} {} {:02}:{:02}",
-                        inc.label,
-                        inc.kind.default_category().0,
-                        dwell / 60,
-                        dwell % 60
-                    ),
                 };
-                match self.evidence.save(
-                    &frame.image,
-                    &self.camera.id,
-                    &local.format("%Y-%m-%d").to_string(),
-                    &inc.event_id,
-                    inc.seq,
-                    &ann,
-                ) {
+                match photos.take(inc, frame, rest_start) {
                     Ok(refs) => {
                         if self.storage_error.take().is_some() {
                             tracing::info!(camera = %self.camera.id, "evidence is written again");

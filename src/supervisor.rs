@@ -421,7 +421,7 @@ pub fn camera_worker(
                         }
                     })
                     .collect(),
-                image: Arc::new(frame.image),
+                image: frame.image,
             }
         };
         fps.borrow_mut().tick();

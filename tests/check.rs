@@ -547,6 +547,7 @@ fn real_messages() -> Vec<EventMessage> {
             kind: kind.into(),
             path: format!("data/evidence/cam-jiefang-01/2026-11-22/x-0-{kind}.jpg"),
             sha256: "ab".repeat(32),
+            time: Some("2026-11-22T09:03:00.000+08:00".into()),
         })
         .to_vec();
     let recurrence = Recurrence {

@@ -184,13 +184,27 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
         "dwell {dwell}"
     );
 
-    // Evidence: the new message carries a frame and a crop on disk, with their sha256.
+    // Evidence: the new message carries the frame of when the car came to rest and the frame
+    // of when the dwell was reached (the pair enforcement needs), and a crop, on disk with
+    // their sha256 and times.
     let evidence = new["evidence"].as_array().unwrap();
     let kinds: Vec<&str> = evidence
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["frame", "crop"]);
+    assert_eq!(kinds, ["rest_start", "frame", "crop"]);
+    let taken = |e: &Value| support::time(&e["time"]);
+    assert_eq!(
+        taken(&evidence[0]),
+        support::time(&new["start_time"]),
+        "the rest-start photo is of the start"
+    );
+    let apart = (taken(&evidence[1]) - taken(&evidence[0])).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        (DWELL..=DWELL + DETECT_EVERY).contains(&apart),
+        "the two photos are {apart} s apart, the dwell is {DWELL} s"
+    );
+    assert_eq!(taken(&evidence[1]), taken(&evidence[2]));
     for e in evidence {
         let path = PathBuf::from(e["path"].as_str().unwrap());
         let path = if path.is_absolute() {

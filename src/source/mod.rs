@@ -4,6 +4,7 @@
 mod decode;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -19,8 +20,8 @@ use crate::config::DecodeMode;
 pub struct Frame {
     /// Stream time of the frame.
     pub time: DateTime<Utc>,
-    /// The picture (RGB).
-    pub image: RgbImage,
+    /// The picture (RGB), shared: the pipeline keeps it for evidence, the live view shows it.
+    pub image: Arc<RgbImage>,
     /// The picture small and grey, for motion analysis (see [`small_size`]).
     pub small: GrayImage,
     /// The frame that followed it in the stream, small and grey, when every frame is decoded:
@@ -53,7 +54,7 @@ impl Frame {
         });
         Self {
             time,
-            image,
+            image: Arc::new(image),
             small,
             next_small: None,
             decode: Duration::ZERO,
@@ -209,7 +210,7 @@ pub fn run_feed(
                 );
                 on_frame(Frame {
                     time,
-                    image: f.image,
+                    image: Arc::new(f.image),
                     small: f.small,
                     next_small: f.next_small,
                     decode: f.decode,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use streetwatch::event::EventMessage;
-use streetwatch::evidence::{Annotation, EvidenceStore};
+use streetwatch::evidence::{Annotation, EventFiles, EvidenceStore, Shot};
 use streetwatch::geometry::BBox;
 use streetwatch::ledger::Ledger;
 use streetwatch::retention;
@@ -82,15 +82,21 @@ fn photos_go_after_the_retention_period_but_never_while_the_event_is_open() {
     let long_ago = ended_at - chrono::Duration::days(365);
     open.evidence = store
         .save(
-            &photo,
-            "cam-test",
-            "2025-11-23",
-            &open.event_id,
-            0,
+            Shot {
+                frame: &photo,
+                time: "2025-11-23T09:00:00.000+08:00",
+            },
+            EventFiles {
+                camera_id: "cam-test",
+                day: "2025-11-23",
+                event_id: &open.event_id,
+                seq: 0,
+            },
             &Annotation {
                 zone: &zone,
                 bbox: BBox::new(0.1, 0.6, 0.4, 0.9),
                 text: "car".into(),
+                stamp: "2025-11-23 09:00:00 cam-test".into(),
             },
         )
         .unwrap();

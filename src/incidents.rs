@@ -320,13 +320,16 @@ fn close(inc: &mut Incident, end: (DateTime<Utc>, EndReason)) -> IncidentChange 
 }
 
 /// Whether a violation is the object of an open incident: the same track at rest since the
-/// same time; or a box on the same spot (or a part of it: the object half hidden) that was
+/// same time; or a box on the same spot (or a part of it, or around it: the object half hidden,
+/// or seen whole after a partial box) that was
 /// already at rest while the incident's object was last seen: the tracker lost and re-found
 /// it, or saw it twice. Something that came to rest there after the incident's object was last
 /// seen is something else, with its own event (a car that parks where another just left).
 fn belongs(inc: &Incident, v: &Violation) -> bool {
     let same_track = inc.track_id == v.track_id && v.since <= inc.start;
-    let same_spot = inc.bbox.iou(&v.bbox) >= 0.5 || v.bbox.share_inside(&inc.bbox) >= 0.8;
+    let same_spot = inc.bbox.iou(&v.bbox) >= 0.5
+        || v.bbox.share_inside(&inc.bbox) >= 0.8
+        || inc.bbox.share_inside(&v.bbox) >= 0.8;
     inc.zone_id == v.zone_id
         && inc.kind == v.kind
         && (same_track || (same_spot && v.since <= inc.last_seen))

@@ -47,7 +47,28 @@ impl MotionMap {
             imgproc::gaussian_blur_def(&picture::gray_view(g)?, &mut out, Size::new(3, 3), 0.0)?;
             Ok(out)
         };
-        let (a, b) = (blur(now)?, blur(next)?);
+        let (a, mut b) = (blur(now)?, blur(next)?);
+        // A camera that shakes (wind, a hand-held phone) moves everything: line the two up.
+        let as_float = |m: &Mat| -> Result<Mat> {
+            let mut f = Mat::default();
+            m.convert_to(&mut f, cv::CV_32F, 1.0, 0.0)?;
+            Ok(f)
+        };
+        let (dx, dy) = picture::shift_between(&as_float(&a)?, &as_float(&b)?, 0.5)?;
+        if (dx, dy) != (0.0, 0.0) {
+            let m = Mat::from_slice_2d(&[[1.0f64, 0.0, -dx as f64], [0.0, 1.0, -dy as f64]])?;
+            let mut aligned = Mat::default();
+            imgproc::warp_affine(
+                &b,
+                &mut aligned,
+                &m,
+                b.size()?,
+                imgproc::INTER_LINEAR,
+                cv::BORDER_REPLICATE,
+                cv::Scalar::default(),
+            )?;
+            b = aligned;
+        }
         // An exposure step between the two frames is not motion.
         let (ma, mb) = (cv::mean_def(&a)?[0], cv::mean_def(&b)?[0]);
         let mut b_matched = Mat::default();

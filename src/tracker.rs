@@ -17,6 +17,8 @@
 //! Without the picture (unit tests, tools), rest is judged from the boxes alone: near an
 //! anchor box, and moved once the box has been away from it for `move_confirm_seconds`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use image::RgbImage;
 
@@ -142,8 +144,9 @@ const PLACE_HOLDS: f32 = 0.5;
 const SETTLE_MATCH: f32 = 0.6;
 /// Share matching above which the place's patch is renewed (slow light changes).
 const REFRESH_MATCH: f32 = 0.8;
-/// Share of a box moving at this instant above which the thing in it is on the move.
-const MOVING: f32 = 0.2;
+/// Share of a box moving at this instant above which the thing in it is on the move (a parked
+/// car shows none; a car driving past shows its edges and windows moving, a few tenths).
+const MOVING: f32 = 0.05;
 /// Share of a resting place moving at this instant that means something passes in front.
 const PASSING: f32 = 0.08;
 /// Colour similarity (Bhattacharyya coefficient) below which two boxes are other vehicles.
@@ -301,6 +304,7 @@ impl Tracker {
                 Some(s.still_at(r.template.as_ref()?, &r.anchor))
             })
             .collect();
+        let moved = sight.map_or_else(HashMap::new, |s| self.moved_away(&dets, &place, s));
         let predicted: Vec<BBox> = self.tracks.iter().map(|t| t.predicted(now)).collect();
         for t in &mut self.tracks {
             t.track.seen_now = false;
@@ -314,6 +318,7 @@ impl Tracker {
             looks: &looks,
             moving: &moving,
             place: &place,
+            moved: &moved,
             predicted: &predicted,
         };
 
@@ -343,6 +348,9 @@ impl Tracker {
             self.remember_faint(&unmatched_weak, &candidates, s, now);
         }
         for di in unmatched_strong {
+            if self.part_of_a_rest(&dets[di]) {
+                continue;
+            }
             let earlier = sight.and_then(|s| self.faint_at(&dets[di], s));
             self.spawn(&dets[di], looks[di].clone(), earlier, now);
         }
@@ -367,29 +375,70 @@ impl Tracker {
         } else {
             t.class == d.class
         };
-        let iou = c.predicted[ti].iou(&d.bbox);
-        if !same_class || iou < min_iou {
+        if !same_class {
             return None;
         }
+        let iou = c.predicted[ti].iou(&d.bbox);
         let colour = match (&state.look, &c.looks[di]) {
             (Some(a), Some(b)) => Some(a.colour_similarity(b)),
             _ => None,
         };
+        let colour_fits = colour.is_none_or(|c| c >= SAME_COLOUR);
+        let tol = self.cfg.stationary_tolerance;
         match (state.rest(), c.place[ti]) {
-            // The place still shows the thing: only a still box at the place is it (a car
-            // driving through a parked car's place is another car).
-            (Some(r), Some(p)) if p >= PLACE_HOLDS => {
-                (near(&r.anchor, &d.bbox, self.cfg.stationary_tolerance) && c.moving[di] < MOVING)
-                    .then_some(iou + 1.0)
+            (Some(r), Some(p)) => {
+                let still_at_place = near(&r.anchor, &d.bbox, tol) && c.moving[di] < MOVING;
+                if p >= PLACE_HOLDS {
+                    // The place still shows the thing: only a still box at the place is it (a
+                    // car driving through a parked car's place is another car).
+                    still_at_place.then_some(iou + 1.0)
+                } else if still_at_place && colour_fits {
+                    // Hidden or changed in look where it stands (lights, a door, a shadow).
+                    Some(iou + colour.unwrap_or(0.0))
+                } else {
+                    // Gone from its place, and here is what it looked like, elsewhere: it left.
+                    // Nothing else is taken: cars driving in front would carry the rest away.
+                    c.moved.get(&(ti, di)).map(|m| 1.0 + m)
+                }
             }
-            // Otherwise identity is colour (where known) and overlap: a resting car that
-            // drives off keeps its track, a different-looking car is never it.
-            _ => match colour {
-                Some(c) if c < SAME_COLOUR => None,
-                Some(c) => Some(iou + c),
-                None => Some(iou),
-            },
+            // Otherwise identity is overlap with the predicted box and colour (where known): a
+            // different-looking car is never it.
+            _ => (iou >= min_iou && colour_fits).then(|| iou + colour.unwrap_or(0.0)),
         }
+    }
+
+    /// For resting tracks whose place no longer shows them: the detections nearby, away from
+    /// the place, that show what the place showed (the thing, driving off or moved along).
+    fn moved_away(
+        &self,
+        dets: &[Detection],
+        place: &[Option<f32>],
+        sight: Sight<'_>,
+    ) -> HashMap<(usize, usize), f32> {
+        let tol = self.cfg.stationary_tolerance;
+        let mut moved = HashMap::new();
+        for (ti, t) in self.tracks.iter().enumerate() {
+            let (Some(r), Some(p)) = (t.rest(), place[ti]) else {
+                continue;
+            };
+            let Some(template) = r.template.as_ref().filter(|_| p < PLACE_HOLDS) else {
+                continue;
+            };
+            let reach = 2.0 * r.anchor.width().max(r.anchor.height());
+            let centre = r.anchor.center();
+            for (di, d) in dets.iter().enumerate() {
+                let c = d.bbox.center();
+                let close = (c.x - centre.x).hypot(c.y - centre.y) <= reach;
+                if d.class != t.track.class || !close || near(&r.anchor, &d.bbox, tol) {
+                    continue;
+                }
+                let same = sight.still_at(template, &d.bbox);
+                if same >= SETTLE_MATCH {
+                    moved.insert((ti, di), same);
+                }
+            }
+        }
+        moved
     }
 
     /// Greedy matching, best pairs first, within the same class.
@@ -472,6 +521,17 @@ impl Tracker {
             }
         }
         self.faint.retain(|f| seconds(now - f.last) <= keep);
+    }
+
+    /// Whether a detection is a part of something already at rest (a second, partial box the
+    /// detector puts on a parked car in dappled shade): not a new object.
+    fn part_of_a_rest(&self, d: &Detection) -> bool {
+        self.tracks.iter().any(|t| {
+            t.rest().is_some_and(|r| {
+                t.track.class == d.class
+                    && (r.anchor.iou(&d.bbox) >= 0.5 || d.bbox.share_inside(&r.anchor) >= 0.8)
+            })
+        })
     }
 
     /// The earliest time a weak detection saw what this detection's place shows now, if any.
@@ -579,10 +639,12 @@ impl Tracker {
         };
         let next = match (&mut t.stay, sight) {
             (Stay::Resting(rest), Some(sight)) if rest.template.is_some() => {
-                if c.place[ti].is_some_and(|p| p >= PLACE_HOLDS) {
-                    // Still there, seen by the detector.
+                if near(&rest.anchor, &d.bbox, tol) {
+                    // Still there, seen by the detector at its place. If the place no longer
+                    // matches, its look changed where it stands: take the place as it is now.
                     rest.away_since = None;
-                    if c.place[ti].is_some_and(|p| p >= REFRESH_MATCH) {
+                    let holds = c.place[ti].is_some_and(|p| p >= PLACE_HOLDS);
+                    if !holds || c.place[ti].is_some_and(|p| p >= REFRESH_MATCH) {
                         if let (Some(tpl), Some(newer)) =
                             (&mut rest.template, sight.look(&rest.anchor))
                         {
@@ -591,8 +653,7 @@ impl Tracker {
                     }
                     None
                 } else {
-                    // Its place no longer shows it and here it is, elsewhere or on the move:
-                    // it left its place.
+                    // Seen elsewhere, its place empty: it left.
                     Some(settle_here())
                 }
             }
@@ -645,15 +706,21 @@ impl Tracker {
                         }
                         _ => true,
                     };
-                    settled.then(|| {
-                        Stay::Resting(Rest {
+                    if settled {
+                        Some(Stay::Resting(Rest {
                             anchor: *place,
                             since: *since,
                             template: look.take(),
                             away_since: None,
                             candidate: None,
-                        })
-                    })
+                        }))
+                    } else if c.moving[di] < MOVING {
+                        // Still, but the place shows something else than at the first sighting
+                        // (that look was of something passing in front): start again from here.
+                        Some(settle_here())
+                    } else {
+                        None
+                    }
                 } else {
                     Some(settle_here())
                 }
@@ -665,6 +732,7 @@ impl Tracker {
                 place = ?c.place[ti],
                 moving = c.moving[di],
                 resting = matches!(next, Stay::Resting(_)),
+                bbox = ?d.bbox,
                 "stay changes"
             );
             t.stay = next;
@@ -691,6 +759,7 @@ impl Tracker {
             return;
         };
         let anchor = rest.anchor;
+        // Something in front: motion at the place, or a box over it.
         let passing = sight.moving(&anchor) >= PASSING
             || dets
                 .iter()
@@ -723,6 +792,9 @@ struct Candidates<'a> {
     looks: &'a [Option<Look>],
     moving: &'a [f32],
     place: &'a [Option<f32>],
+    /// (track, detection): the detection shows what the resting track's place showed, away
+    /// from it (how well it matches).
+    moved: &'a HashMap<(usize, usize), f32>,
     predicted: &'a [BBox],
 }
 

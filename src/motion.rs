@@ -121,9 +121,12 @@ impl MotionMap {
 mod tests {
     use super::*;
 
+    /// A street with irregular texture (kerbs, cracks, markings: what lets the camera's own
+    /// movement be told from a car's) and a car at `car_x`.
     fn street(car_x: u32) -> GrayImage {
         GrayImage::from_fn(320, 180, |x, y| {
-            let v = 100 + ((x * 7 + y * 3) % 13) as u8;
+            let h = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).rotate_left(7);
+            let v = 70 + (h % 90) as u8 / 3 + if (x / 40 + y / 30) % 2 == 0 { 40 } else { 0 };
             if (car_x..car_x + 40).contains(&x) && (100..130).contains(&y) {
                 image::Luma([30 + ((x - car_x) % 10) as u8 * 15])
             } else {

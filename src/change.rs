@@ -127,9 +127,6 @@ pub struct FrameContext<'a> {
 const SHORT_SECONDS: f64 = 1.0;
 /// Difference from the short-term background that means "moving now", 8-bit levels.
 const MOVING_THRESHOLD: f32 = 20.0;
-/// A changed pixel must have held still this long (seconds) before it can be part of an object
-/// at all: what moves between two samples is not static.
-const HOLD_STILL_SECONDS: f64 = 1.0;
 /// A region whose outline is this much stronger in the background than in the frame is a
 /// ghost: something that left.
 const GHOST_RATIO: f32 = 1.3;
@@ -150,8 +147,8 @@ pub struct StaticChangeMap {
     short: Vec<[f32; 3]>,
     /// Per pixel: since when it differs from the long-term background (seconds, stream time).
     changed_since: Vec<Option<f64>>,
-    /// Per pixel: since when it has differed and held still.
-    still_since: Vec<Option<f64>>,
+    /// Per pixel: the still change it shows (or shows again once what passes in front is gone).
+    held: Vec<Option<Held>>,
     /// Per pixel: when it last changed or moved (the background learns only after a while).
     last_active: Vec<f64>,
     /// Pixels under `ignore` zones.
@@ -173,7 +170,7 @@ impl StaticChangeMap {
             background: Vec::new(),
             short: Vec::new(),
             changed_since: Vec::new(),
-            still_since: Vec::new(),
+            held: Vec::new(),
             last_active: Vec::new(),
             ignored: Vec::new(),
             ignore_polygons: Vec::new(),
@@ -261,27 +258,18 @@ impl StaticChangeMap {
             };
             if diff > threshold && !is_shadow(c, b) {
                 self.last_active[i] = t;
-                let arrived = self.changed_since[i].is_none();
                 let since = *self.changed_since[i].get_or_insert(t);
                 strength[i] = (diff / (2.0 * self.cfg.threshold)).min(1.0);
-                // What just appeared counts from now; what was already different and changes
-                // again is on the move (traffic, walkers) until it holds still.
-                if arrived {
-                    self.still_since[i] = Some(t);
-                } else if moving {
-                    self.still_since[i] = None;
-                } else {
-                    self.still_since[i].get_or_insert(t);
-                }
+                self.held[i] = hold(self.held[i], c, t, moving, self.cfg.threshold);
                 if self.cfg.absorb_after_seconds > 0.0 && t - since >= self.cfg.absorb_after_seconds
                 {
                     self.background[i] = c;
                     self.changed_since[i] = None;
-                    self.still_since[i] = None;
+                    self.held[i] = None;
                 }
             } else {
                 self.changed_since[i] = None;
-                self.still_since[i] = None;
+                self.held[i] = None;
                 if t - self.last_active[i] >= self.cfg.settle_seconds {
                     for (bk, ck) in self.background[i].iter_mut().zip(c) {
                         *bk += learn * (ck - *bk);
@@ -289,12 +277,12 @@ impl StaticChangeMap {
                 }
             }
         }
-        let still: Vec<u8> = (0..w * h)
-            .map(|i| {
-                let held = self.still_since[i]
-                    .is_some_and(|s| t - s >= HOLD_STILL_SECONDS.min(self.cfg.static_seconds));
-                let old = self.changed_since[i].is_some_and(|s| t - s >= self.cfg.static_seconds);
-                if held && old {
+        let still: Vec<u8> = self
+            .held
+            .iter()
+            .map(|h| {
+                let old = h.is_some_and(|h| !h.hidden && t - h.since >= self.cfg.static_seconds);
+                if old {
                     255
                 } else {
                     0
@@ -317,7 +305,7 @@ impl StaticChangeMap {
         self.short = first.clone();
         self.background = first;
         self.changed_since = vec![None; w * h];
-        self.still_since = vec![None; w * h];
+        self.held = vec![None; w * h];
         self.last_active = vec![f64::NEG_INFINITY; w * h];
         self.ignored = rasterise(&self.ignore_polygons, w, h);
         self.last = Some(t);
@@ -503,11 +491,13 @@ impl StaticChangeMap {
                 for &i in grown(&pixels, w, h, 1).iter() {
                     self.background[i] = cur[i].map(|v| v / gain[i]);
                     self.changed_since[i] = None;
-                    self.still_since[i] = None;
+                    self.held[i] = None;
                 }
                 continue;
             }
-            found.push(self.describe(&pixels, strength));
+            let described = self.describe(&pixels, strength);
+            tracing::trace!(bbox = ?described.0, since = described.2, "static object");
+            found.push(described);
         }
         Ok(found)
     }
@@ -522,8 +512,8 @@ impl StaticChangeMap {
             y1 = y1.min(y);
             x2 = x2.max(x + 1);
             y2 = y2.max(y + 1);
-            if let Some(s) = self.still_since[i] {
-                since.push(s);
+            if let Some(h) = self.held[i] {
+                since.push(h.since);
             }
             conf += strength[i];
         }
@@ -539,7 +529,18 @@ impl StaticChangeMap {
     /// earlier object (a passer-by over a pile cuts it in two for a frame) stay that object.
     fn match_objects(&mut self, found: Vec<(BBox, f32, f64, f32)>) {
         let previous = std::mem::take(&mut self.objects);
-        let fit = |p: &StaticObject, b: &BBox| p.bbox.iou(b).max(b.share_inside(&p.bbox) - 0.3);
+        // A piece lies mostly inside the earlier object's box, grown by a few analysis pixels
+        // (a strip along its edge that settled a little later is the same pile).
+        let (mx, my) = (3.0 / self.w.max(1) as f32, 3.0 / self.h.max(1) as f32);
+        let fit = |p: &StaticObject, b: &BBox| {
+            let grown = BBox::new(
+                p.bbox.x1 - mx,
+                p.bbox.y1 - my,
+                p.bbox.x2 + mx,
+                p.bbox.y2 + my,
+            );
+            p.bbox.iou(b).max(b.share_inside(&grown) - 0.3)
+        };
         for (bbox, area, since, confidence) in found {
             let since =
                 DateTime::from_timestamp_millis((since * 1000.0) as i64).unwrap_or_default();
@@ -581,6 +582,39 @@ impl StaticChangeMap {
                 }),
             }
         }
+    }
+}
+
+/// A pixel's still change: since when, its colour (lighting divided out), and whether
+/// something is passing in front of it now.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    since: f64,
+    colour: [f32; 3],
+    hidden: bool,
+}
+
+/// The still change of a changed pixel after this frame. What just appeared counts from now;
+/// something moving over it hides it; when the pixel holds still again showing what it showed
+/// before (the pile once the passer-by is gone), the change goes on from its old time,
+/// otherwise (a queue that stopped where traffic flowed) it starts now.
+fn hold(held: Option<Held>, c: [f32; 3], t: f64, moving: bool, threshold: f32) -> Option<Held> {
+    let fresh = Held {
+        since: t,
+        colour: c,
+        hidden: false,
+    };
+    match held {
+        None if moving => Some(Held {
+            hidden: true,
+            ..fresh
+        }),
+        None => Some(fresh),
+        Some(h) if moving => Some(Held { hidden: true, ..h }),
+        Some(h) if max_diff(h.colour, c) <= HOLD_CHANGED * threshold => {
+            Some(Held { hidden: false, ..h })
+        }
+        Some(_) => Some(fresh),
     }
 }
 

@@ -81,6 +81,9 @@ pub struct Incident {
     pub score: f32,
     /// Latest normalized box.
     pub bbox: BBox,
+    /// Box when the event began: where the object rests (a pile seen in pieces, a car half
+    /// hidden, keep their place).
+    pub place: BBox,
     /// When the object came to rest in the armed zone.
     pub start: DateTime<Utc>,
     /// Last time the object was seen there.
@@ -114,6 +117,7 @@ impl Incident {
             label: v.label.clone(),
             score: v.score,
             bbox: v.bbox,
+            place: v.bbox,
             start,
             last_seen: now,
             end: None,
@@ -327,9 +331,10 @@ fn close(inc: &mut Incident, end: (DateTime<Utc>, EndReason)) -> IncidentChange 
 /// seen is something else, with its own event (a car that parks where another just left).
 fn belongs(inc: &Incident, v: &Violation) -> bool {
     let same_track = inc.track_id == v.track_id && v.since <= inc.start;
-    let same_spot = inc.bbox.iou(&v.bbox) >= 0.5
-        || v.bbox.share_inside(&inc.bbox) >= 0.8
-        || inc.bbox.share_inside(&v.bbox) >= 0.8;
+    let at = |b: &BBox| {
+        b.iou(&v.bbox) >= 0.5 || v.bbox.share_inside(b) >= 0.8 || b.share_inside(&v.bbox) >= 0.8
+    };
+    let same_spot = at(&inc.bbox) || at(&inc.place);
     inc.zone_id == v.zone_id
         && inc.kind == v.kind
         && (same_track || (same_spot && v.since <= inc.last_seen))

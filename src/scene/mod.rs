@@ -3,7 +3,7 @@
 mod rules;
 mod schedule;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -175,6 +175,8 @@ pub struct Scene {
     rules: RuleConfig,
     /// When each armed zone became armed (frame time), to start dwell no earlier than that.
     armed_since: HashMap<String, DateTime<Utc>>,
+    /// Static changes seen with no road user on them: things of their own.
+    standalone: HashSet<u64>,
 }
 
 impl Scene {
@@ -189,6 +191,7 @@ impl Scene {
             zones,
             tz,
             armed_since: HashMap::new(),
+            standalone: HashSet::new(),
             rules: RuleConfig::default(),
         })
     }
@@ -268,7 +271,7 @@ impl Scene {
     /// Everything at rest this frame, outside `ignore` zones: stationary tracks, and static
     /// changes that no tracked road user explains.
     fn resting_things(
-        &self,
+        &mut self,
         tracks: &[Track],
         statics: &[StaticObject],
         frame_w: u32,
@@ -297,17 +300,25 @@ impl Scene {
                 })
             })
             .collect();
-        // Road users are not piles: a static change where a vehicle or person is tracked is them.
+        // Road users are not piles: a static change where a vehicle or person is tracked is them
+        // (someone standing still). A change once seen with no road user on it is a thing of its
+        // own, and stays one while people walk past in front of it.
         let users: Vec<BBox> = tracks
             .iter()
             .filter(|t| t.class.is_road_user())
             .map(|t| t.bbox.scale(sx, sy))
             .collect();
+        let mut standalone = std::mem::take(&mut self.standalone);
+        standalone.retain(|id| statics.iter().any(|o| o.id == *id));
         things.extend(statics.iter().filter_map(|o| {
             let explained = users
                 .iter()
                 .any(|u| u.iou(&o.bbox) > 0.3 || o.bbox.share_inside(u) > 0.5);
-            (!explained && !ignored(&o.bbox)).then(|| Thing {
+            if !explained {
+                standalone.insert(o.id);
+            }
+            let own = !explained || standalone.contains(&o.id);
+            (own && !ignored(&o.bbox)).then(|| Thing {
                 id: STATIC_ID_BASE + o.id,
                 label: "static_object".into(),
                 class: None,
@@ -318,6 +329,7 @@ impl Scene {
                 seen_now: true,
             })
         }));
+        self.standalone = standalone;
         things
     }
 }

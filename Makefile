@@ -26,7 +26,7 @@ endif
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup need-cargo build demo test bench lint clean-cache
+.PHONY: help setup need-cargo build demo test eval bench bench-camera lint clean-cache
 
 help:
 	@echo 'streetwatch targets:'
@@ -34,7 +34,9 @@ help:
 	@echo '  make build        setup + cargo build --release --all-targets --locked'
 	@echo '  make demo         build + target/release/streetwatch demo'
 	@echo '  make test         build + cargo test --release --locked'
+	@echo '  make eval         build + streetwatch eval: real clips and composed scenarios against their truth'
 	@echo '  make bench        setup + cargo bench --locked'
+	@echo '  make bench-camera build + CPU per camera-minute of a 1080p25 camera (keyframes, 1 detection / 2 s)'
 	@echo '  make lint         cargo fmt --check + cargo clippy (warnings are errors)'
 	@echo '  make clean-cache  remove the fetched ONNX Runtime and assets from $(CACHE)'
 	@echo 'Variables: CACHE (default .cache), STREETWATCH_ASSETS (folder with a copy of the assets,'
@@ -59,8 +61,14 @@ test: export RUST_BACKTRACE := 1
 test: build
 	$(CARGO) test --release --locked
 
+eval: build
+	target/release/streetwatch eval configs/eval
+
 bench: setup need-cargo
 	$(CARGO) bench --locked
+
+bench-camera: build
+	bash scripts/bench_camera.sh
 
 lint: setup need-cargo
 	$(CARGO) fmt --check

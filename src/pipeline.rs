@@ -131,6 +131,8 @@ struct RestPhoto {
     /// When the picture was taken: `since`, or the first frame after it that was kept.
     time: DateTime<Utc>,
     image: Arc<image::RgbImage>,
+    /// Where the thing was.
+    bbox: BBox,
 }
 
 /// What an event's photos need to know of the camera.
@@ -450,22 +452,37 @@ impl CameraPipeline {
     /// frame or the previous one when the rest began then, else the first frame it is seen in.
     fn keep_rest_photos(&mut self, frame: &Frame, report: &SceneReport) {
         let previous = self.previous_frame.clone();
+        let mut kept = std::mem::take(&mut self.rest_photos);
         let mut keep = HashMap::with_capacity(report.violations.len());
         for v in &report.violations {
             let key = (v.zone_id.clone(), v.track_id);
-            let photo = match self.rest_photos.remove(&key) {
+            let photo = match kept.remove(&key) {
                 Some(p) if p.since == v.since => p,
-                _ => {
-                    let (time, image) = match &previous {
-                        Some((t, img)) if *t == v.since => (*t, img.clone()),
-                        _ => (frame.time, frame.image.clone()),
-                    };
-                    RestPhoto {
-                        since: v.since,
-                        time,
-                        image,
+                _ => match kept
+                    .iter()
+                    .find(|((zone, _), p)| {
+                        *zone == v.zone_id
+                            && p.bbox.iou(&v.bbox) >= 0.5
+                            && (p.since - v.since).num_seconds().abs() <= 10
+                    })
+                    .map(|(k, _)| k.clone())
+                    .and_then(|k| kept.remove(&k))
+                {
+                    // The same thing under a new id (a pile the change map lost for a frame).
+                    Some(p) => p,
+                    None => {
+                        let (time, image) = match &previous {
+                            Some((t, img)) if *t == v.since => (*t, img.clone()),
+                            _ => (frame.time, frame.image.clone()),
+                        };
+                        RestPhoto {
+                            since: v.since,
+                            time,
+                            image,
+                            bbox: v.bbox,
+                        }
                     }
-                }
+                },
             };
             keep.insert(key, photo);
         }

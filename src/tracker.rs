@@ -897,4 +897,148 @@ mod tests {
         tr.update(t(1.0), &[det(60.0, 0.9)], None);
         assert!(tr.update(t(7.5), &[], None).is_empty());
     }
+
+    /// A street picture with textured road and the given cars (x, y, w, h, colour), each with
+    /// windows so it has texture of its own.
+    fn street(cars: &[(f32, f32, f32, f32, [u8; 3])]) -> RgbImage {
+        let mut img = RgbImage::from_fn(640, 360, |x, y| {
+            let h = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).rotate_left(9);
+            let v = 95 + (h % 40) as u8;
+            image::Rgb([v, v, v - 5])
+        });
+        for &(cx, cy, w, h, colour) in cars {
+            for y in cy as u32..(cy + h).min(360.0) as u32 {
+                for x in cx.max(0.0) as u32..(cx + w).min(640.0) as u32 {
+                    let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+                    let window = dy < h * 0.35 && (dx % 30.0) < 22.0 && dy > h * 0.1;
+                    let wheel = dy > h * 0.8 && ((dx < w * 0.3) || (dx > w * 0.7));
+                    let c = if window || wheel {
+                        [25, 28, 35]
+                    } else {
+                        colour
+                    };
+                    img.put_pixel(x, y, image::Rgb(c));
+                }
+            }
+        }
+        img
+    }
+
+    fn car_at(x: f32, y: f32, w: f32, h: f32, score: f32) -> Detection {
+        Detection {
+            bbox: BBox::new(x, y, x + w, y + h),
+            ..det(0.0, score)
+        }
+    }
+
+    /// One frame of a lane where a car stopped 4 s at x = 300 and then drove on, followed by a
+    /// stream of cars of other colours driving through the same place, one every second, never
+    /// stopping; and a red car parked at the curb behind them the whole time.
+    fn lane(
+        i: usize,
+    ) -> (
+        Vec<(f32, f32, f32, f32, [u8; 3])>,
+        Vec<(f32, f32, f32, f32, [u8; 3])>,
+    ) {
+        let colours = [
+            [40, 60, 200],
+            [230, 230, 230],
+            [30, 30, 30],
+            [60, 170, 60],
+            [200, 200, 40],
+        ];
+        let parked = (80.0, 150.0, 150.0, 70.0, [200, 30, 30]);
+        let mut now = vec![parked];
+        let mut next = vec![parked];
+        if i < 4 {
+            now.push((300.0, 200.0, 150.0, 70.0, [120, 120, 140]));
+            next.push((300.0, 200.0, 150.0, 70.0, [120, 120, 140]));
+        } else {
+            // Every second another car, 40 px further on each time it is seen, 4 px a frame.
+            let x = 300.0 + ((i % 3) as f32 - 1.0) * 40.0;
+            now.push((x, 200.0, 150.0, 70.0, colours[i % colours.len()]));
+            next.push((x + 4.0, 200.0, 150.0, 70.0, colours[i % colours.len()]));
+        }
+        (now, next)
+    }
+
+    #[test]
+    fn traffic_through_a_resting_place_does_not_keep_it_at_rest() {
+        // Boxes alone: each car in the stream lands on the stopped car's place and keeps that
+        // track "at rest" for as long as the stream flows (the cause of false illegal_parking in
+        // moving traffic). With the picture: the place shows other cars, moving, and the rest
+        // ends; only the car parked at the curb is at rest, since its arrival.
+        let run = |with_sight: bool| -> (Vec<Track>, f32) {
+            let mut tr = Tracker::new(TrackerConfig::default());
+            let mut longest_lane_rest = 0f32;
+            let mut out = Vec::new();
+            for i in 0..60 {
+                let now = t(i as f64);
+                let (cars, next) = lane(i);
+                let dets: Vec<Detection> = cars
+                    .iter()
+                    .map(|c| car_at(c.0, c.1, c.2, c.3, 0.8))
+                    .collect();
+                let picture = street(&cars);
+                let motion = MotionMap::between(
+                    &crate::picture::small_gray(&picture).unwrap(),
+                    &crate::picture::small_gray(&street(&next)).unwrap(),
+                )
+                .unwrap();
+                let sight = Sight {
+                    picture: &picture,
+                    motion: motion.as_ref(),
+                    camera_shift: (0.0, 0.0),
+                };
+                out = tr.update(now, &dets, with_sight.then_some(sight));
+                for trk in out.iter().filter(|k| k.bbox.y1 > 180.0) {
+                    if let Some(since) = trk.stationary_since {
+                        longest_lane_rest = longest_lane_rest.max(seconds(now - since));
+                    }
+                }
+            }
+            (out, longest_lane_rest)
+        };
+        let (_, boxes_only) = run(false);
+        assert!(
+            boxes_only > 20.0,
+            "the cause: {boxes_only} s at rest in the lane"
+        );
+        let (tracks, sighted) = run(true);
+        assert!(sighted < 6.0, "at rest in the lane for {sighted} s");
+        let parked: Vec<&Track> = tracks.iter().filter(|k| k.bbox.y1 < 180.0).collect();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].stationary_since, Some(t(0.0)));
+    }
+
+    #[test]
+    fn another_car_in_the_same_place_is_a_new_rest() {
+        // A red car parks at 0 s and leaves at 20 s; the place is empty for 6 s; a blue car
+        // parks there at 26 s. Its rest starts at 26 s, not at the red car's 0 s.
+        let mut tr = Tracker::new(TrackerConfig::default());
+        let mut last = Vec::new();
+        for i in 0..50 {
+            let cars: Vec<(f32, f32, f32, f32, [u8; 3])> = if i < 20 {
+                vec![(200.0, 150.0, 150.0, 70.0, [200, 30, 30])]
+            } else if i < 26 {
+                vec![]
+            } else {
+                vec![(202.0, 151.0, 150.0, 70.0, [40, 60, 200])]
+            };
+            let dets: Vec<Detection> = cars
+                .iter()
+                .map(|c| car_at(c.0, c.1, c.2, c.3, 0.8))
+                .collect();
+            let picture = street(&cars);
+            let sight = Sight {
+                picture: &picture,
+                motion: None,
+                camera_shift: (0.0, 0.0),
+            };
+            last = tr.update(t(i as f64), &dets, Some(sight));
+        }
+        let resting: Vec<&Track> = last.iter().filter(|k| k.seen_now).collect();
+        assert_eq!(resting.len(), 1, "{last:?}");
+        assert_eq!(resting[0].stationary_since, Some(t(26.0)));
+    }
 }

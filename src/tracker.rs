@@ -898,9 +898,12 @@ mod tests {
         assert!(tr.update(t(7.5), &[], None).is_empty());
     }
 
-    /// A street picture with textured road and the given cars (x, y, w, h, colour), each with
-    /// windows so it has texture of its own.
-    fn street(cars: &[(f32, f32, f32, f32, [u8; 3])]) -> RgbImage {
+    /// A car drawn on a test street: x, y, width, height, colour.
+    type Car = (f32, f32, f32, f32, [u8; 3]);
+
+    /// A street picture with textured road and the given cars, each with windows so it has
+    /// texture of its own.
+    fn street(cars: &[Car]) -> RgbImage {
         let mut img = RgbImage::from_fn(640, 360, |x, y| {
             let h = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).rotate_left(9);
             let v = 95 + (h % 40) as u8;
@@ -934,12 +937,7 @@ mod tests {
     /// One frame of a lane where a car stopped 4 s at x = 300 and then drove on, followed by a
     /// stream of cars of other colours driving through the same place, one every second, never
     /// stopping; and a red car parked at the curb behind them the whole time.
-    fn lane(
-        i: usize,
-    ) -> (
-        Vec<(f32, f32, f32, f32, [u8; 3])>,
-        Vec<(f32, f32, f32, f32, [u8; 3])>,
-    ) {
+    fn lane(i: usize) -> (Vec<Car>, Vec<Car>) {
         let colours = [
             [40, 60, 200],
             [230, 230, 230],
@@ -1018,7 +1016,7 @@ mod tests {
         let mut tr = Tracker::new(TrackerConfig::default());
         let mut last = Vec::new();
         for i in 0..50 {
-            let cars: Vec<(f32, f32, f32, f32, [u8; 3])> = if i < 20 {
+            let cars: Vec<Car> = if i < 20 {
                 vec![(200.0, 150.0, 150.0, 70.0, [200, 30, 30])]
             } else if i < 26 {
                 vec![]

@@ -771,6 +771,17 @@ mod tests {
         img
     }
 
+    /// Lighting that falls 35 % over the first minute, then rises to `end` over the second.
+    fn ramp(s: f64, end: f32) -> f32 {
+        if s < 60.0 {
+            1.0 - 0.35 * s as f32 / 60.0
+        } else if s < 120.0 {
+            0.65 + (end - 0.65) * (s as f32 - 60.0) / 60.0
+        } else {
+            end
+        }
+    }
+
     fn cfg() -> ChangeConfig {
         ChangeConfig {
             static_seconds: 20.0,
@@ -831,13 +842,7 @@ mod tests {
         for i in 0..90 {
             let s = i as f64 * 2.0;
             // Down 35 % over a minute, back up, then 35 % brighter.
-            let gain = if s < 60.0 {
-                1.0 - 0.35 * s as f32 / 60.0
-            } else if s < 120.0 {
-                0.65 + 0.7 * (s as f32 - 60.0) / 60.0
-            } else {
-                1.35
-            };
+            let gain = ramp(s, 1.35);
             let objs = map
                 .update(
                     at(s),
@@ -978,13 +983,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let seen = run(90, |i| {
             let s = i as f64 * 2.0;
-            let gain = if s < 60.0 {
-                1.0 - 0.35 * s as f32 / 60.0
-            } else if s < 120.0 {
-                0.65 + 0.35 * (s as f32 - 60.0) / 60.0
-            } else {
-                1.0
-            };
+            let gain = ramp(s, 1.0);
             let x = if s < 40.0 {
                 (s * 6.0) as i64
             } else if s < 56.0 {

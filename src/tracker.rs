@@ -387,11 +387,12 @@ impl Tracker {
         let tol = self.cfg.stationary_tolerance;
         match (state.rest(), c.place[ti]) {
             (Some(r), Some(p)) => {
-                let still_at_place = near(&r.anchor, &d.bbox, tol) && c.moving[di] < MOVING;
+                let at_place = near(&r.anchor, &d.bbox, tol);
+                let still_at_place = at_place && c.moving[di] < MOVING;
                 if p >= PLACE_HOLDS {
-                    // The place still shows the thing: only a still box at the place is it (a
-                    // car driving through a parked car's place is another car).
-                    still_at_place.then_some(iou + 1.0)
+                    // The place still shows the thing: a box at the place is it, even if
+                    // something moves in front of part of it.
+                    at_place.then_some(iou + 1.0)
                 } else if still_at_place && colour_fits {
                     // Hidden or changed in look where it stands (lights, a door, a shadow).
                     Some(iou + colour.unwrap_or(0.0))
@@ -738,6 +739,13 @@ impl Tracker {
             t.stay = next;
         }
         t.track.stationary_since = t.rest().map(|r| r.since);
+        // A part of something at rest (half hidden by a passer-by) is reported as the whole of
+        // it, where it rests.
+        if let Some(r) = t.rest() {
+            if d.bbox.area() < 0.8 * r.anchor.area() && d.bbox.share_inside(&r.anchor) >= 0.8 {
+                t.track.bbox = r.anchor;
+            }
+        }
     }
 
     /// Track `ti` had no detection on this frame: if it rests, its place tells whether it is

@@ -47,8 +47,8 @@ pub struct VideoDecoder {
     time_base: f64,
     start_pts: Option<i64>,
     mode: DecodeMode,
-    scaler: Option<(Scaler, Pixel, u32, u32)>,
-    small_scaler: Option<(Scaler, Pixel, u32, u32)>,
+    scaler: CachedScaler,
+    small_scaler: CachedScaler,
     eof_sent: bool,
     /// Decoding time accumulated since the last frame returned.
     decode: std::time::Duration,
@@ -232,54 +232,67 @@ impl VideoDecoder {
 
     /// The frame as a grey picture `SMALL_WIDTH` wide, straight from its luma plane.
     fn convert_small_gray(&mut self, frame: &VideoFrame) -> Result<GrayImage, DecodeError> {
-        let (w, h, fmt) = (frame.width(), frame.height(), frame.format());
-        let (sw, sh) = super::small_size(w, h);
-        let stale = !matches!(&self.small_scaler, Some((_, f, iw, ih)) if *f == fmt && *iw == w && *ih == h);
-        if stale {
-            let s = Scaler::get(fmt, w, h, Pixel::GRAY8, sw, sh, Flags::AREA)
-                .map_err(|e| self.err(format!("cannot convert {fmt:?} to grey: {e}")))?;
-            self.small_scaler = Some((s, fmt, w, h));
-        }
-        let mut gray = VideoFrame::empty();
-        if let Some((scaler, ..)) = self.small_scaler.as_mut() {
-            scaler.run(frame, &mut gray).map_err(|e| DecodeError {
-                url: self.url.clone(),
-                why: format!("grey conversion failed: {e}"),
-            })?;
-        }
-        let stride = gray.stride(0);
-        let data = gray.data(0);
-        let row = sw as usize;
-        let mut buf = Vec::with_capacity(row * sh as usize);
-        for y in 0..sh as usize {
-            buf.extend_from_slice(&data[y * stride..y * stride + row]);
-        }
+        let (sw, sh) = super::small_size(frame.width(), frame.height());
+        let to = Target {
+            format: Pixel::GRAY8,
+            width: sw,
+            height: sh,
+            flags: Flags::AREA,
+            bytes_per_pixel: 1,
+        };
+        let buf = convert(&mut self.small_scaler, frame, to).map_err(|e| self.err(e))?;
         GrayImage::from_raw(sw, sh, buf).ok_or_else(|| self.err("grey buffer size mismatch".into()))
     }
 
     fn convert_rgb(&mut self, frame: &VideoFrame) -> Result<RgbImage, DecodeError> {
-        let (w, h, fmt) = (frame.width(), frame.height(), frame.format());
-        let stale =
-            !matches!(&self.scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == w && *sh == h);
-        if stale {
-            let s = Scaler::get(fmt, w, h, Pixel::RGB24, w, h, Flags::BILINEAR)
-                .map_err(|e| self.err(format!("cannot convert {fmt:?} to RGB: {e}")))?;
-            self.scaler = Some((s, fmt, w, h));
-        }
-        let mut rgb = VideoFrame::empty();
-        if let Some((scaler, ..)) = self.scaler.as_mut() {
-            scaler.run(frame, &mut rgb).map_err(|e| DecodeError {
-                url: self.url.clone(),
-                why: format!("colour conversion failed: {e}"),
-            })?;
-        }
-        let stride = rgb.stride(0);
-        let data = rgb.data(0);
-        let row = w as usize * 3;
-        let mut buf = Vec::with_capacity(row * h as usize);
-        for y in 0..h as usize {
-            buf.extend_from_slice(&data[y * stride..y * stride + row]);
-        }
+        let (w, h) = (frame.width(), frame.height());
+        let to = Target {
+            format: Pixel::RGB24,
+            width: w,
+            height: h,
+            flags: Flags::BILINEAR,
+            bytes_per_pixel: 3,
+        };
+        let buf = convert(&mut self.scaler, frame, to).map_err(|e| self.err(e))?;
         RgbImage::from_raw(w, h, buf).ok_or_else(|| self.err("frame buffer size mismatch".into()))
     }
+}
+
+/// What a decoded frame is converted to.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    format: Pixel,
+    width: u32,
+    height: u32,
+    flags: Flags,
+    bytes_per_pixel: usize,
+}
+
+/// A software scaler, kept while the frames it converts keep their format and size.
+type CachedScaler = Option<(Scaler, Pixel, u32, u32)>;
+
+/// Converts a frame with `cache`'s scaler (made anew when the frame's format or size changed)
+/// into the tightly packed pixels of `to`.
+fn convert(cache: &mut CachedScaler, frame: &VideoFrame, to: Target) -> Result<Vec<u8>, String> {
+    let (w, h, fmt) = (frame.width(), frame.height(), frame.format());
+    let stale = !matches!(cache, Some((_, f, iw, ih)) if *f == fmt && *iw == w && *ih == h);
+    if stale {
+        let s = Scaler::get(fmt, w, h, to.format, to.width, to.height, to.flags)
+            .map_err(|e| format!("cannot convert {fmt:?} to {:?}: {e}", to.format))?;
+        *cache = Some((s, fmt, w, h));
+    }
+    let mut out = VideoFrame::empty();
+    if let Some((scaler, ..)) = cache.as_mut() {
+        scaler
+            .run(frame, &mut out)
+            .map_err(|e| format!("conversion to {:?} failed: {e}", to.format))?;
+    }
+    let stride = out.stride(0);
+    let data = out.data(0);
+    let row = to.width as usize * to.bytes_per_pixel;
+    let mut buf = Vec::with_capacity(row * to.height as usize);
+    for y in 0..to.height as usize {
+        buf.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    Ok(buf)
 }

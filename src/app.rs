@@ -86,6 +86,15 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                         show(&cameras);
                         let _ = reply.send(result);
                     }
+                    ConsoleRequest::Review { event_id, request, actor, photo, reply } => {
+                        let result = tokio::task::block_in_place(|| {
+                            cameras.review(&event_id, &request, &actor, photo)
+                        });
+                        let _ = reply.send(result);
+                    }
+                    ConsoleRequest::Unsuppress { id, reply } => {
+                        let _ = reply.send(tokio::task::block_in_place(|| cameras.unsuppress(id)));
+                    }
                 },
             }
         }

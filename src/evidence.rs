@@ -147,7 +147,28 @@ impl EvidenceStore {
         })
     }
 
-    fn annotate(&self, frame: &RgbImage, ann: &Annotation<'_>) -> RgbImage {
+    /// Writes a photo that goes with a review change (the camera's re-check frame, annotated;
+    /// a worker's photo of the cleared place) as `{event_id}-review-{tag}.jpg`.
+    pub fn save_review_photo(
+        &self,
+        img: &RgbImage,
+        camera_id: &str,
+        day: &str,
+        event_id: &str,
+        tag: &str,
+    ) -> Result<(String, String), EvidenceError> {
+        let dir = self.root.join(camera_id).join(day);
+        std::fs::create_dir_all(&dir).map_err(|e| EvidenceError {
+            path: dir.clone(),
+            why: e.to_string(),
+        })?;
+        let path = dir.join(format!("{event_id}-review-{tag}.jpg"));
+        let sha256 = write_jpeg(img, &path)?;
+        Ok((path.display().to_string(), sha256))
+    }
+
+    /// The frame with the zone, the box, its label and the stamp drawn on it.
+    pub fn annotate(&self, frame: &RgbImage, ann: &Annotation<'_>) -> RgbImage {
         let mut img = frame.clone();
         let (w, h) = (img.width() as f32, img.height() as f32);
         self.marker.polygon(&mut img, ann.zone, ZONE_COLOR);

@@ -49,6 +49,9 @@ pub enum EndReason {
     /// The process stopped while the event was open (crash, power cut, kill); the event is
     /// ended at its last sighting when the camera starts again.
     Interrupted,
+    /// An operator marked it a false alarm of the "wrong object" kind: the camera leaves that
+    /// thing alone while it stays.
+    FalseAlarm,
 }
 
 impl EndReason {
@@ -60,6 +63,7 @@ impl EndReason {
             EndReason::ZoneDisabled => "zone_disabled",
             EndReason::StreamEnded => "stream_ended",
             EndReason::Interrupted => "interrupted",
+            EndReason::FalseAlarm => "false_alarm",
         }
     }
 }
@@ -150,6 +154,9 @@ pub struct IncidentBook {
     /// was first seen again. A later stay starts then, not at the track's old rest start, so it
     /// is a new event with its own id and its own dwell.
     ended: HashMap<(String, u64), Reappearance>,
+    /// Things an operator said are not what their event claimed (suppression id, the thing as
+    /// it was last seen): while one stays, it raises nothing.
+    silenced: Vec<(i64, Incident)>,
 }
 
 /// See [`IncidentBook::ended`].
@@ -167,6 +174,7 @@ impl IncidentBook {
             cfg,
             open: Vec::new(),
             ended: HashMap::new(),
+            silenced: Vec::new(),
         }
     }
 
@@ -191,6 +199,97 @@ impl IncidentBook {
         }
     }
 
+    /// Silences the thing of event `event_id` under suppression `id`: its open incident ends
+    /// (`false_alarm`, returned), and while the thing stays it raises nothing. When the event
+    /// is no longer open (a restart, or it had ended), the thing at `place` in `zone_id`, at
+    /// rest there by `seen`, is silenced instead.
+    pub fn silence(
+        &mut self,
+        id: i64,
+        event_id: &str,
+        (zone_id, kind, place): (&str, EventKind, BBox),
+        seen: DateTime<Utc>,
+    ) -> Option<IncidentChange> {
+        if self.silenced.iter().any(|(s, _)| *s == id) {
+            return None;
+        }
+        match self.open.iter().position(|i| i.event_id == event_id) {
+            Some(at) => {
+                let mut inc = self.open.remove(at);
+                self.silenced.push((id, inc.clone()));
+                Some(close(&mut inc, (seen, EndReason::FalseAlarm)))
+            }
+            None => {
+                let thing = Incident {
+                    event_id: event_id.to_string(),
+                    kind,
+                    zone_id: zone_id.to_string(),
+                    // No track: it is found by its place.
+                    track_id: u64::MAX,
+                    label: String::new(),
+                    score: 0.0,
+                    bbox: place,
+                    place,
+                    start: seen,
+                    last_seen: seen,
+                    end: None,
+                    seq: 0,
+                    last_sent: seen,
+                    evidence_score: 0.0,
+                };
+                self.silenced.push((id, thing));
+                None
+            }
+        }
+    }
+
+    /// Lifts suppression `id`: the thing may raise events again.
+    pub fn unsilence(&mut self, id: i64) -> bool {
+        let before = self.silenced.len();
+        self.silenced.retain(|(s, _)| *s != id);
+        self.silenced.len() != before
+    }
+
+    /// Suppressions in force (their ids).
+    pub fn silenced(&self) -> Vec<i64> {
+        self.silenced.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Whether `v` is a silenced thing (and notes the sighting). The same track first; by its
+    /// place only when its own track was not seen on this frame, so another thing that comes to
+    /// rest beside or in front of it is not swallowed.
+    fn is_silenced(&mut self, v: &Violation, now: DateTime<Utc>, own_track_seen: &[bool]) -> bool {
+        let found = self
+            .silenced
+            .iter()
+            .position(|(_, s)| s.zone_id == v.zone_id && s.track_id == v.track_id)
+            .or_else(|| {
+                self.silenced
+                    .iter()
+                    .enumerate()
+                    .position(|(i, (_, s))| !own_track_seen[i] && belongs(s, v))
+            });
+        let Some(i) = found else { return false };
+        if v.seen_now {
+            let s = &mut self.silenced[i].1;
+            s.last_seen = now;
+            s.track_id = v.track_id;
+            s.bbox = v.bbox;
+        }
+        true
+    }
+
+    /// Suppressions whose thing has not been seen for `end_after_seconds`: it left. Returns
+    /// their ids; they are dropped.
+    pub fn silenced_gone(&mut self, now: DateTime<Utc>) -> Vec<i64> {
+        let end_after = self.cfg.end_after_seconds;
+        let (gone, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut self.silenced)
+            .into_iter()
+            .partition(|(_, s)| secs(now - s.last_seen) >= end_after);
+        self.silenced = stay;
+        gone.into_iter().map(|(id, _)| id).collect()
+    }
+
     /// Advances the book with the scene report of the frame at `now`.
     ///
     /// `dwell(zone_id)` is the zone's dwell in seconds.
@@ -201,7 +300,20 @@ impl IncidentBook {
         dwell: &dyn Fn(&str) -> f64,
     ) -> Vec<IncidentChange> {
         let mut changes = Vec::new();
+        let own_track_seen: Vec<bool> = self
+            .silenced
+            .iter()
+            .map(|(_, s)| {
+                report
+                    .violations
+                    .iter()
+                    .any(|v| v.seen_now && v.zone_id == s.zone_id && v.track_id == s.track_id)
+            })
+            .collect();
         for v in &report.violations {
+            if self.is_silenced(v, now, &own_track_seen) {
+                continue;
+            }
             if let Some(inc) = self.open.iter_mut().find(|i| belongs(i, v)) {
                 if !v.seen_now {
                     continue;

@@ -29,6 +29,7 @@ pub mod picture;
 pub mod pipeline;
 pub mod report;
 pub mod retention;
+pub mod review;
 pub mod scene;
 pub mod source;
 pub mod stats;

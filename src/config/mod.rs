@@ -55,6 +55,9 @@ pub struct Config {
     /// The operator console (HTTP): live view, zone editor, event browser, metrics. Off unless
     /// the table is present.
     pub http: Option<HttpConfig>,
+    /// The review loop: the camera's re-check after a clearance, console sessions.
+    #[serde(default)]
+    pub review: ReviewConfig,
     /// The deployment's case codes and names per event kind, replacing the GB/T 30428.2
     /// defaults (cities' platforms number cases differently).
     #[serde(default)]
@@ -364,6 +367,42 @@ fn d_better_evidence() -> f32 {
 }
 fn d_resume_max_gap() -> f64 {
     3600.0
+}
+
+/// The review loop (闭环).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// After an event is marked `cleared`, the camera decides within this long whether the
+    /// place is clear (`verified`) or not (`not_cleared`).
+    #[serde(default = "d_recheck_within")]
+    pub recheck_within_seconds: f64,
+    /// How long the camera must see the place without the thing to call it clear.
+    #[serde(default = "d_recheck_clear")]
+    pub recheck_clear_seconds: f64,
+    /// How long a console login lasts.
+    #[serde(default = "d_session_hours")]
+    pub session_hours: f64,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self {
+            recheck_within_seconds: d_recheck_within(),
+            recheck_clear_seconds: d_recheck_clear(),
+            session_hours: d_session_hours(),
+        }
+    }
+}
+
+fn d_recheck_within() -> f64 {
+    600.0
+}
+fn d_recheck_clear() -> f64 {
+    30.0
+}
+fn d_session_hours() -> f64 {
+    12.0
 }
 
 /// The operator console.

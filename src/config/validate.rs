@@ -171,7 +171,7 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     let t = &cfg.tracker;
     let i = &cfg.incidents;
     let e = &cfg.evidence;
-    let numbers: [(&'static str, &'static str, f64, f64, f64); 16] = [
+    let numbers: [(&'static str, &'static str, f64, f64, f64); 19] = [
         (
             "outbox",
             "max_age_seconds",
@@ -244,6 +244,27 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             i.resume_max_gap_seconds,
             0.0,
             365.0 * 86_400.0,
+        ),
+        (
+            "review",
+            "recheck_within_seconds",
+            cfg.review.recheck_within_seconds,
+            1.0,
+            7.0 * 86_400.0,
+        ),
+        (
+            "review",
+            "recheck_clear_seconds",
+            cfg.review.recheck_clear_seconds,
+            0.0,
+            86_400.0,
+        ),
+        (
+            "review",
+            "session_hours",
+            cfg.review.session_hours,
+            0.01,
+            24.0 * 90.0,
         ),
         (
             "evidence",

@@ -36,6 +36,26 @@ const MAX_BODY: usize = 256 * 1024;
 pub enum ConsoleRequest {
     /// Re-read the config file and apply it; answers with what changed.
     Reload(oneshot::Sender<Result<ReloadSummary, String>>),
+    /// Record a review change and tell the camera what it asks.
+    Review {
+        /// The event.
+        event_id: String,
+        /// The change.
+        request: crate::review::ReviewRequest,
+        /// Who.
+        actor: crate::review::Actor,
+        /// The worker's photo, already stored.
+        photo: Option<crate::review::ReviewPhoto>,
+        /// The answer.
+        reply: oneshot::Sender<Result<crate::review::ReviewMessage, crate::review::ReviewError>>,
+    },
+    /// Lift a suppression.
+    Unsuppress {
+        /// Its id.
+        id: i64,
+        /// The answer.
+        reply: oneshot::Sender<Result<crate::ledger::Suppression, String>>,
+    },
 }
 
 /// What the console's handlers share.

@@ -1,5 +1,6 @@
-//! Commands from the command center: zone switches (`…/zones/{zone}/set`, `ON`/`OFF`) and
-//! config reload (`{p}/nodes/{node}/reload`). A command that cannot be read is answered on
+//! Commands from the command center: zone switches (`…/zones/{zone}/set`, `ON`/`OFF`),
+//! config reload (`{p}/nodes/{node}/reload`) and review changes from a city platform
+//! (`{p}/events/{event_id}/review/set`). A command that cannot be read is answered on
 //! `{p}/nodes/{node}/errors` with what was wrong.
 
 use serde::Serialize;
@@ -20,6 +21,13 @@ pub enum Command {
     },
     /// Re-read the config file and apply what changed.
     Reload,
+    /// A review change from a city platform (`{p}/events/{event_id}/review/set`).
+    Review {
+        /// The event.
+        event_id: String,
+        /// The change asked for.
+        request: crate::review::ReviewRequest,
+    },
 }
 
 /// A refused command, as published on `{p}/nodes/{node}/errors` (JSON).
@@ -49,11 +57,34 @@ pub fn parse(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Command, Co
     if topic == topics.reload() {
         return Ok(Command::Reload);
     }
+    if let Some(event_id) = topics.parse_review_set(topic) {
+        let request: crate::review::ReviewRequest =
+            serde_json::from_slice(payload).map_err(|e| {
+                CommandError::new(
+                    topic,
+                    payload,
+                    format!(
+                        "a review change is JSON {{\"state\": ..., \"by\": ..., \"note\": ...}} ({e})"
+                    ),
+                )
+            })?;
+        if request.by.as_deref().is_none_or(|b| b.trim().is_empty()) {
+            return Err(CommandError::new(
+                topic,
+                payload,
+                "a review change from a platform names who made it: \"by\"",
+            ));
+        }
+        return Ok(Command::Review {
+            event_id: event_id.to_string(),
+            request,
+        });
+    }
     let Some((camera, zone)) = topics.parse_zone_set(topic) else {
         return Err(CommandError::new(
             topic,
             payload,
-            "not a command topic: use {prefix}/cameras/{camera}/zones/{zone}/set or {prefix}/nodes/{node}/reload",
+            "not a command topic: use {prefix}/cameras/{camera}/zones/{zone}/set, {prefix}/nodes/{node}/reload or {prefix}/events/{event_id}/review/set",
         ));
     };
     let on = match String::from_utf8_lossy(payload)

@@ -197,7 +197,11 @@ impl LinkState {
             }
         };
         for row in rows {
-            let topic = self.topics.event(&row.kind, &row.camera);
+            let topic = if row.message_type == "review" {
+                self.topics.review(&row.kind, &row.camera)
+            } else {
+                self.topics.event(&row.kind, &row.camera)
+            };
             match s
                 .client
                 .try_publish(topic, QoS::AtLeastOnce, false, row.payload.into_bytes())
@@ -229,7 +233,11 @@ impl LinkState {
                 for (topic, payload) in retained {
                     self.publish_untracked(s, topic, true, payload);
                 }
-                for filter in [self.topics.zone_set_filter(), self.topics.reload()] {
+                for filter in [
+                    self.topics.zone_set_filter(),
+                    self.topics.reload(),
+                    self.topics.review_set_filter(),
+                ] {
                     if let Err(e) = s.client.try_subscribe(filter, QoS::AtLeastOnce) {
                         tracing::error!("cannot subscribe to commands: {e}");
                     }

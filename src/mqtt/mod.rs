@@ -102,6 +102,25 @@ impl Topics {
         format!("{}/events/{kind}/{camera}", self.prefix)
     }
 
+    /// `{p}/reviews/{kind}/{camera}`.
+    pub fn review(&self, kind: &str, camera: &str) -> String {
+        format!("{}/reviews/{kind}/{camera}", self.prefix)
+    }
+
+    /// `{p}/events/+/review/set`: review changes from a city platform.
+    pub fn review_set_filter(&self) -> String {
+        format!("{}/events/+/review/set", self.prefix)
+    }
+
+    /// The event id of a `{p}/events/{event_id}/review/set` topic.
+    pub fn parse_review_set<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let id = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/events/")?
+            .strip_suffix("/review/set")?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+
     /// `{p}/events/#`.
     pub fn all_events(&self) -> String {
         format!("{}/events/#", self.prefix)
@@ -301,6 +320,10 @@ mod tests {
             "sw/events/illegal_parking/cam"
         );
         assert_eq!(t.available(), "sw/nodes/n1/available");
+        assert_eq!(t.review("garbage", "cam"), "sw/reviews/garbage/cam");
+        assert_eq!(t.parse_review_set("sw/events/cam-z-1-2/review/set"), Some("cam-z-1-2"));
+        assert_eq!(t.parse_review_set("sw/events/a/b/review/set"), None);
+        assert_eq!(t.parse_review_set("sw/events//review/set"), None);
         assert_eq!(t.zone_state("c", "z"), "sw/cameras/c/zones/z/state");
     }
 }

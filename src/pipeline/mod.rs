@@ -2,6 +2,8 @@
 //!
 //! detector -> tracker -> scene -> incidents -> evidence + ledger -> messages
 
+mod loop_back;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ use crate::motion::{self, MotionMap};
 use crate::scene::{Scene, SceneReport, ZoneKind};
 use crate::source::Frame;
 use crate::tracker::{Sight, Track, Tracker};
+
+pub use loop_back::RecheckRequest;
 
 /// Context kept around each zone when cropping (fraction of the model input): a vehicle whose
 /// bottom centre is inside the zone may stick out of it.
@@ -70,6 +74,8 @@ pub struct FrameOutcome {
     pub timing: DetectTiming,
     /// Messages to send, in order.
     pub messages: Vec<EventMessage>,
+    /// Review changes the camera made (re-check verdicts), already recorded and queued.
+    pub reviews: Vec<crate::review::ReviewMessage>,
 }
 
 /// All stages of one camera.
@@ -111,6 +117,12 @@ pub struct CameraPipeline {
     previous_frame: Option<(DateTime<Utc>, Arc<image::RgbImage>)>,
     /// Per (zone, track) at rest in an armed zone: the frame of when the rest began.
     rest_photos: HashMap<(String, u64), RestPhoto>,
+    /// Re-check and session settings.
+    review: crate::config::ReviewConfig,
+    /// Cleared events whose place the camera is looking at again.
+    rechecks: Vec<loop_back::Recheck>,
+    /// The last run's suppressions and re-checks are to be loaded at the next frame.
+    loop_back_due: bool,
 }
 
 /// An event of the last run, not ended, with what is needed to continue or end it.
@@ -273,6 +285,9 @@ impl CameraPipeline {
             previous_small: None,
             previous_frame: None,
             rest_photos: HashMap::new(),
+            review: cfg.review.clone(),
+            rechecks: Vec::new(),
+            loop_back_due: false,
         })
     }
 
@@ -320,6 +335,7 @@ impl CameraPipeline {
         self.tracker.set_config(cfg.tracker.clone());
         self.incidents.set_config(cfg.incidents.clone());
         self.categories = cfg.categories.clone();
+        self.review = cfg.review.clone();
         self.relapse_window = millis(cfg.incidents.relapse_window_seconds);
         self.resume_max_gap = millis(cfg.incidents.resume_max_gap_seconds);
         match (&mut self.change, needs_change) {
@@ -431,6 +447,9 @@ impl CameraPipeline {
         let report: SceneReport = self.scene.evaluate(frame.time, &tracks, &statics, w, h);
         self.keep_rest_photos(frame, &report);
         let mut messages = self.resume(frame, &report);
+        if std::mem::take(&mut self.loop_back_due) {
+            self.recover_loop_back(frame.time);
+        }
         let scene = &self.scene;
         let dwell = |zone: &str| {
             scene
@@ -439,12 +458,14 @@ impl CameraPipeline {
         };
         let changes = self.incidents.step(frame.time, &report, &dwell);
         messages.extend(self.emit(changes, Some(frame)));
+        let reviews = self.loop_back(frame, &report);
         self.previous_frame = Some((frame.time, frame.image.clone()));
         Ok(FrameOutcome {
             detections,
             tracks,
             timing,
             messages,
+            reviews,
         })
     }
 
@@ -551,6 +572,7 @@ impl CameraPipeline {
                 last_seen,
             });
         }
+        self.loop_back_due = true;
         if !self.pending.is_empty() {
             tracing::info!(
                 camera = %self.camera.id,

@@ -1,5 +1,9 @@
 //! The running node's cameras: each in its own thread (a failing camera only stops itself),
 //! started, stopped and reconfigured by the supervisor as commands and reloads arrive.
+//! `review.rs`: review changes from the console and the command center, and what they ask
+//! of a camera.
+
+mod review;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +37,12 @@ pub enum CameraCommand {
     },
     /// Apply a reloaded config (zones, schedules, thresholds) without reconnecting.
     Reconfigure(Box<LoadedConfig>),
+    /// An event was marked cleared: look at its place again.
+    Recheck(crate::pipeline::RecheckRequest),
+    /// Leave the thing of a rejected event alone while it stays.
+    Suppress(crate::ledger::Suppression),
+    /// Lift a suppression.
+    Unsuppress(i64),
 }
 
 /// What a camera thread talks to.
@@ -78,6 +88,8 @@ pub struct Supervisor {
     tx: UnboundedSender<Outbound>,
     stats: StatsBoard,
     live: LiveView,
+    /// Review changes are recorded (and queued for the broker) here; None when it cannot open.
+    ledger: Option<crate::ledger::Ledger>,
 }
 
 impl Supervisor {
@@ -88,6 +100,16 @@ impl Supervisor {
         stats: StatsBoard,
         live: LiveView,
     ) -> Self {
+        let ledger = match crate::ledger::Ledger::open(&loaded.storage_dir()) {
+            Ok(mut l) => {
+                l.set_delivery(true);
+                Some(l)
+            }
+            Err(e) => {
+                tracing::error!("review changes cannot be recorded: {e}");
+                None
+            }
+        };
         let mut s = Self {
             loaded,
             cameras: BTreeMap::new(),
@@ -95,6 +117,7 @@ impl Supervisor {
             tx,
             stats,
             live,
+            ledger,
         };
         let cams: Vec<CameraConfig> = s.loaded.config.cameras.clone();
         for cam in cams.iter().filter(|c| c.enabled) {
@@ -262,6 +285,27 @@ impl Supervisor {
                     );
                     CommandError::new(&topic, if on { b"ON" } else { b"OFF" }, e)
                 })
+            }
+            crate::mqtt::Command::Review { event_id, request } => {
+                let actor = crate::review::Actor {
+                    name: request.by.clone().unwrap_or_default(),
+                    role: crate::review::Role::Platform,
+                    grids: Vec::new(),
+                };
+                self.review(&event_id, &request, &actor, None)
+                    .err()
+                    .map(|e| {
+                        let payload = serde_json::json!({
+                            "state": request.state,
+                            "by": request.by,
+                            "note": request.note,
+                        });
+                        CommandError::new(
+                            &format!("{}/events/{event_id}/review/set", self.loaded.config.mqtt.topic_prefix),
+                            payload.to_string().as_bytes(),
+                            e.to_string(),
+                        )
+                    })
             }
             crate::mqtt::Command::Reload => match self.reload() {
                 Ok(s) => {
@@ -443,6 +487,11 @@ pub fn camera_worker(
                         None => tracing::warn!(camera = %cam.id, zone = %zone, "no such zone"),
                     }
                 }
+                CameraCommand::Recheck(request) => pipeline.recheck(request, frame.time),
+                CameraCommand::Suppress(s) => send_events(pipeline.suppress(&s, frame.time)),
+                CameraCommand::Unsuppress(id) => {
+                    pipeline.unsuppress(id);
+                }
                 CameraCommand::Reconfigure(new) => {
                     let Some(new_cam) = new.camera(&cam.id).cloned() else {
                         continue;
@@ -472,6 +521,9 @@ pub fn camera_worker(
                     }
                 });
                 send_events(outcome.messages);
+                for r in &outcome.reviews {
+                    log_review(r);
+                }
                 let time = frame.time;
                 // The frame is done with: it moves to the live view, uncopied.
                 live.put(&cam.id, live_frame(frame, &outcome.detections));
@@ -499,6 +551,19 @@ pub fn camera_worker(
     if let Some(t) = last_time.get() {
         send_events(pipeline.finish(t, EndReason::StreamEnded));
     }
+}
+
+/// Logs a review change in one line.
+pub fn log_review(r: &crate::review::ReviewMessage) {
+    tracing::info!(
+        event_id = %r.event_id,
+        camera = %r.camera,
+        "review {} → {} by {} ({})",
+        r.from,
+        r.state,
+        r.by,
+        r.role.as_str()
+    );
 }
 
 /// Logs an event message in one line.

@@ -1,5 +1,11 @@
 //! Ledger: every incident and every message sent for it, in SQLite under `storage.dir`.
-//! It answers the relapse question (how often this place fills again).
+//! It answers the relapse question (how often this place fills again), and keeps the closed
+//! loop: review changes (`reviews.rs`), console accounts (`accounts.rs`) and suppressions.
+
+mod accounts;
+mod reviews;
+
+pub use reviews::{ReviewRecord, Suppression};
 
 use std::path::Path;
 
@@ -121,6 +127,57 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_event ON outbox (event_id, seq);
 "#,
+    // v4: the closed loop. Each event's review state and every change of it; console accounts
+    // and their sessions (secrets as digests only); things an operator said are not what the
+    // event claimed, which the camera then leaves alone while they stay.
+    r#"
+    ALTER TABLE incidents ADD COLUMN review_state TEXT NOT NULL DEFAULT 'pending';
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        by_name TEXT NOT NULL,
+        by_role TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        reason TEXT,
+        note TEXT NOT NULL DEFAULT '',
+        unit TEXT,
+        due TEXT,
+        photo_path TEXT,
+        photo_sha256 TEXT,
+        UNIQUE (event_id, seq)
+    );
+    CREATE INDEX reviews_at ON reviews (at_ms);
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        grids TEXT NOT NULL DEFAULT '[]',
+        password_hash TEXT NOT NULL,
+        token_digest TEXT UNIQUE,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        digest TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE TABLE suppressions (
+        id INTEGER PRIMARY KEY,
+        camera TEXT NOT NULL,
+        zone TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        by_name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        end_reason TEXT
+    );
+    CREATE INDEX suppressions_camera ON suppressions (camera, ended_ms);
+"#,
 ];
 
 /// A message waiting in the outbox for the broker's acknowledgement.
@@ -136,6 +193,8 @@ pub struct Queued {
     pub event_id: String,
     /// Message seq.
     pub seq: u32,
+    /// `new`, `update`, `end` (event messages) or `review` (a review change).
+    pub message_type: String,
     /// The message JSON.
     pub payload: String,
 }
@@ -257,6 +316,8 @@ pub struct IncidentRecord {
     pub bbox: [f64; 4],
     /// Latest crop still on disk.
     pub crop: Option<String>,
+    /// Where it stands in the review loop (wire name: `pending`, `confirmed`, ...).
+    pub review_state: String,
 }
 
 impl IncidentRecord {
@@ -649,7 +710,7 @@ impl Ledger {
                     score, start_ms, last_seen_ms, end_ms, end_reason, relapse, count_7d,
                     count_30d, previous_end, x1, y1, x2, y2,
                     (SELECT path FROM evidence e WHERE e.event_id = i.event_id AND e.kind = 'crop'
-                     AND e.deleted_ms IS NULL ORDER BY seq DESC LIMIT 1)
+                     AND e.deleted_ms IS NULL ORDER BY seq DESC LIMIT 1), review_state
                  FROM incidents i WHERE {condition}"
             ))
             .map_err(|e| self.err(e))?;
@@ -682,6 +743,7 @@ impl Ledger {
                     previous_end: r.get(22)?,
                     bbox: [r.get(23)?, r.get(24)?, r.get(25)?, r.get(26)?],
                     crop: r.get(27)?,
+                    review_state: r.get(28)?,
                 })
             })
             .map_err(|e| self.err(e))?
@@ -745,7 +807,7 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, kind, camera, event_id, seq, payload FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, kind, camera, event_id, seq, type, payload FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -756,7 +818,8 @@ impl Ledger {
                     camera: r.get(2)?,
                     event_id: r.get(3)?,
                     seq: r.get(4)?,
-                    payload: r.get(5)?,
+                    message_type: r.get(5)?,
+                    payload: r.get(6)?,
                 })
             })
             .map_err(|e| self.err(e))?

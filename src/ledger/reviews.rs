@@ -1,0 +1,409 @@
+//! The review loop in the ledger: each change of an event's review state, recorded and queued
+//! for the broker in one transaction (like event messages), and the suppressions that false
+//! alarms of the "wrong object" kind leave on a camera.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rusqlite::{params, OptionalExtension};
+
+use super::{Ledger, LedgerError};
+use crate::review::{
+    self, Actor, EventFacts, FalseAlarmReason, ReviewChange, ReviewError, ReviewMessage,
+    ReviewPhoto, ReviewRequest, ReviewState,
+};
+
+/// One recorded review change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReviewRecord {
+    /// The event.
+    pub event_id: String,
+    /// 1, 2, ... per event.
+    pub seq: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub by: String,
+    /// Their role (wire name).
+    pub role: String,
+    /// From (wire name).
+    pub from: String,
+    /// To (wire name).
+    pub to: String,
+    /// False-alarm reason (wire name).
+    pub reason: Option<String>,
+    /// Note.
+    pub note: String,
+    /// Unit dispatched.
+    pub unit: Option<String>,
+    /// Due by (RFC 3339).
+    pub due: Option<String>,
+    /// Photo file.
+    pub photo_path: Option<String>,
+}
+
+/// A thing at a place that the camera leaves alone while it stays: an operator said its event
+/// was a false alarm of the "wrong object" kind.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Suppression {
+    /// Its id.
+    pub id: i64,
+    /// Camera id.
+    pub camera: String,
+    /// Zone id.
+    pub zone: String,
+    /// The event that was rejected.
+    pub event_id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Detector label (or `static_object`) of the thing.
+    pub label: String,
+    /// Its place, normalized `[x1, y1, x2, y2]`.
+    pub bbox: [f64; 4],
+    /// Who rejected it.
+    pub by: String,
+    /// Since when.
+    pub created: DateTime<Utc>,
+    /// When it ended (the thing left, or someone removed it).
+    pub ended: Option<DateTime<Utc>>,
+    /// `object_left` or `removed`.
+    pub end_reason: Option<String>,
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl Ledger {
+    /// What a review change needs to know of an event; None when there is no such event.
+    pub fn event_facts(&self, event_id: &str) -> Result<Option<EventFacts>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT kind, camera, zone, grid, responsible_unit, review_state FROM incidents
+                 WHERE event_id = ?1",
+                params![event_id],
+                |r| {
+                    let state: String = r.get(5)?;
+                    Ok(EventFacts {
+                        kind: r.get(0)?,
+                        camera: r.get(1)?,
+                        zone: r.get(2)?,
+                        grid: r.get(3)?,
+                        responsible_unit: r.get(4)?,
+                        state: ReviewState::parse(&state).unwrap_or(ReviewState::Pending),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Checks and records a review change by `actor` at `at`: the review row, the event's new
+    /// state, a state change in its history, and (when delivering) the message in the outbox,
+    /// all in one transaction, so two people acting at once cannot both move it from the same
+    /// state. Returns the message published and the change made.
+    pub fn apply_review(
+        &self,
+        event_id: &str,
+        req: &ReviewRequest,
+        actor: &Actor,
+        at: DateTime<Utc>,
+        tz: Tz,
+        photo: Option<ReviewPhoto>,
+    ) -> Result<(ReviewMessage, ReviewChange), ReviewError> {
+        let storage = |e: LedgerError| ReviewError::Storage(e.to_string());
+        let sql = |e: rusqlite::Error| storage(self.err(e));
+        // IMMEDIATE: take the write lock before reading the state, so the check holds.
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        let result = (|| {
+            let facts = self
+                .event_facts(event_id)
+                .map_err(storage)?
+                .ok_or_else(|| ReviewError::NotFound(event_id.to_string()))?;
+            let change = review::check(&facts, req, actor)?;
+            let seq: u32 = self
+                .conn
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM reviews WHERE event_id = ?1",
+                    params![event_id],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            let msg = ReviewMessage {
+                schema: review::SCHEMA.to_string(),
+                event_id: event_id.to_string(),
+                seq,
+                kind: facts.kind.clone(),
+                camera: facts.camera.clone(),
+                zone: facts.zone.clone(),
+                grid: facts.grid.clone(),
+                from: change.from,
+                state: change.to,
+                by: actor.name.clone(),
+                role: actor.role,
+                at: crate::event::local_time(at, tz),
+                reason: change.reason,
+                note: change.note.clone(),
+                unit: change.unit.clone(),
+                due: change.due.clone(),
+                photo: photo.clone(),
+            };
+            let reason = change.reason.map(FalseAlarmReason::as_str);
+            self.conn
+                .execute(
+                    "INSERT INTO reviews (event_id, seq, at_ms, by_name, by_role, from_state,
+                        to_state, reason, note, unit, due, photo_path, photo_sha256)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        event_id,
+                        seq,
+                        at.timestamp_millis(),
+                        actor.name,
+                        actor.role.as_str(),
+                        change.from.as_str(),
+                        change.to.as_str(),
+                        reason,
+                        change.note,
+                        change.unit,
+                        change.due,
+                        photo.as_ref().map(|p| p.path.as_str()),
+                        photo.as_ref().map(|p| p.sha256.as_str()),
+                    ],
+                )
+                .map_err(sql)?;
+            self.conn
+                .execute(
+                    "UPDATE incidents SET review_state = ?2 WHERE event_id = ?1",
+                    params![event_id, change.to.as_str()],
+                )
+                .map_err(sql)?;
+            if let Some(p) = &photo {
+                self.conn
+                    .execute(
+                        "INSERT OR IGNORE INTO evidence (path, event_id, seq, kind, sha256, created_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            p.path,
+                            event_id,
+                            seq,
+                            format!("review_{}", change.to.as_str()),
+                            p.sha256,
+                            at.timestamp_millis()
+                        ],
+                    )
+                    .map_err(sql)?;
+            }
+            let detail = format!("{} → {} by {}", change.from, change.to, actor.name);
+            Self::insert_change(&self.conn, event_id, at, "review", &detail).map_err(sql)?;
+            if self.deliver {
+                let payload = serde_json::to_string(&msg)
+                    .map_err(|e| ReviewError::Storage(e.to_string()))?;
+                self.conn
+                    .execute(
+                        "INSERT INTO outbox (event_id, seq, type, kind, camera, payload, queued_ms)
+                         VALUES (?1, ?2, 'review', ?3, ?4, ?5, ?6)",
+                        params![
+                            event_id,
+                            seq,
+                            facts.kind,
+                            facts.camera,
+                            payload,
+                            Utc::now().timestamp_millis()
+                        ],
+                    )
+                    .map_err(sql)?;
+            }
+            Ok((msg, change))
+        })();
+        match result {
+            Ok(done) => {
+                self.conn.execute_batch("COMMIT").map_err(sql)?;
+                Ok(done)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// The review changes of an event, oldest first.
+    pub fn reviews_of(&self, event_id: &str) -> Result<Vec<ReviewRecord>, LedgerError> {
+        self.reviews_where("event_id = ?1 ORDER BY seq", params![event_id])
+    }
+
+    /// The review changes of the events that started in `[since, until)`, in order.
+    pub fn reviews_of_events_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ReviewRecord>, LedgerError> {
+        self.reviews_where(
+            "event_id IN (SELECT event_id FROM incidents WHERE start_ms >= ?1 AND start_ms < ?2)
+             ORDER BY event_id, seq",
+            params![since.timestamp_millis(), until.timestamp_millis()],
+        )
+    }
+
+    fn reviews_where(
+        &self,
+        condition: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<ReviewRecord>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT event_id, seq, at_ms, by_name, by_role, from_state, to_state, reason, note,
+                    unit, due, photo_path FROM reviews WHERE {condition}"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(ReviewRecord {
+                    event_id: r.get(0)?,
+                    seq: r.get(1)?,
+                    at: time(r.get(2)?),
+                    by: r.get(3)?,
+                    role: r.get(4)?,
+                    from: r.get(5)?,
+                    to: r.get(6)?,
+                    reason: r.get(7)?,
+                    note: r.get(8)?,
+                    unit: r.get(9)?,
+                    due: r.get(10)?,
+                    photo_path: r.get(11)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Events of `camera` marked cleared and not re-checked yet: `(event_id, zone, place,
+    /// when cleared)`, for a camera that restarts during a re-check.
+    pub fn awaiting_recheck(
+        &self,
+        camera: &str,
+    ) -> Result<Vec<(String, String, [f64; 4], DateTime<Utc>)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.event_id, i.zone, i.x1, i.y1, i.x2, i.y2,
+                    (SELECT MAX(at_ms) FROM reviews r WHERE r.event_id = i.event_id AND r.to_state = 'cleared')
+                 FROM incidents i WHERE i.camera = ?1 AND i.review_state = 'cleared'",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![camera], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+                    time(r.get::<_, Option<i64>>(6)?.unwrap_or_default()),
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Records a suppression of the thing of `event_id` and returns it.
+    pub fn add_suppression(
+        &self,
+        event_id: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Suppression>, LedgerError> {
+        let Some(inc) = self.incident(event_id)? else {
+            return Ok(None);
+        };
+        self.conn
+            .execute(
+                "INSERT INTO suppressions (camera, zone, event_id, kind, label, x1, y1, x2, y2,
+                    by_name, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    inc.camera,
+                    inc.zone,
+                    event_id,
+                    inc.kind,
+                    inc.label,
+                    inc.bbox[0],
+                    inc.bbox[1],
+                    inc.bbox[2],
+                    inc.bbox[3],
+                    by,
+                    at.timestamp_millis()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        let id = self.conn.last_insert_rowid();
+        Ok(self.suppressions_where("id = ?1", params![id])?.pop())
+    }
+
+    /// Ends a suppression (`object_left`, `removed`); false when it was not active.
+    pub fn end_suppression(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<bool, LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE suppressions SET ended_ms = ?2, end_reason = ?3 WHERE id = ?1 AND ended_ms IS NULL",
+                params![id, at.timestamp_millis(), reason],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// One suppression.
+    pub fn suppression(&self, id: i64) -> Result<Option<Suppression>, LedgerError> {
+        Ok(self.suppressions_where("id = ?1", params![id])?.pop())
+    }
+
+    /// Active suppressions (of one camera, or all), oldest first.
+    pub fn active_suppressions(
+        &self,
+        camera: Option<&str>,
+    ) -> Result<Vec<Suppression>, LedgerError> {
+        self.suppressions_where(
+            "ended_ms IS NULL AND (?1 IS NULL OR camera = ?1) ORDER BY id",
+            params![camera],
+        )
+    }
+
+    fn suppressions_where(
+        &self,
+        condition: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Suppression>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, camera, zone, event_id, kind, label, x1, y1, x2, y2, by_name,
+                    created_ms, ended_ms, end_reason FROM suppressions WHERE {condition}"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(Suppression {
+                    id: r.get(0)?,
+                    camera: r.get(1)?,
+                    zone: r.get(2)?,
+                    event_id: r.get(3)?,
+                    kind: r.get(4)?,
+                    label: r.get(5)?,
+                    bbox: [r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+                    by: r.get(10)?,
+                    created: time(r.get(11)?),
+                    ended: r.get::<_, Option<i64>>(12)?.map(time),
+                    end_reason: r.get(13)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+}

@@ -36,3 +36,4 @@ pub mod stats;
 pub mod supervisor;
 pub mod tracker;
 pub mod trial;
+pub mod users;

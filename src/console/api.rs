@@ -11,13 +11,18 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{staff_only, Viewer};
 use super::{problem, Console};
 use crate::evidence::{Marker, BOX_COLOR, ZONE_COLOR};
 use crate::geometry::{BBox, Point};
 use crate::ledger::IncidentRecord;
 
-/// `GET /healthz`: 200 with a summary while the node runs.
-pub async fn healthz(State(c): State<Arc<Console>>) -> Response {
+/// `GET /healthz`: 200 while the node runs (for load balancers and service managers, no
+/// login needed); with a login, a summary of cameras and delivery too.
+pub async fn healthz(State(c): State<Arc<Console>>, headers: axum::http::HeaderMap) -> Response {
+    if c.actor_of(&headers).is_none() {
+        return Json(serde_json::json!({ "status": "ok" })).into_response();
+    }
     let cams = c.stats.cameras();
     let online = cams
         .values()
@@ -65,7 +70,10 @@ pub(super) struct ZoneView {
 }
 
 /// `GET /api/cameras`: every camera of the config with its state and zones.
-pub async fn cameras(State(c): State<Arc<Console>>) -> Response {
+pub async fn cameras(State(c): State<Arc<Console>>, Viewer(a): Viewer) -> Response {
+    if let Err(r) = staff_only(&a) {
+        return r;
+    }
     let loaded = c.loaded();
     let stats = c.stats.cameras();
     let list: Vec<CameraView> = loaded
@@ -119,9 +127,13 @@ pub struct SnapshotQuery {
 /// and the detections drawn on it.
 pub async fn snapshot(
     State(c): State<Arc<Console>>,
+    Viewer(a): Viewer,
     Path(id): Path<String>,
     Query(q): Query<SnapshotQuery>,
 ) -> Response {
+    if let Err(r) = staff_only(&a) {
+        return r;
+    }
     let Some(frame) = c.live.get(&id) else {
         return problem(
             StatusCode::NOT_FOUND,
@@ -190,7 +202,14 @@ pub async fn snapshot(
 }
 
 /// `GET /api/cameras/{id}/live`: time, size and detections of the latest frame.
-pub async fn live(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+pub async fn live(
+    State(c): State<Arc<Console>>,
+    Viewer(a): Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = staff_only(&a) {
+        return r;
+    }
     let tz = c
         .loaded()
         .camera(&id)
@@ -219,6 +238,8 @@ pub struct EventQuery {
     zone: Option<String>,
     grid: Option<String>,
     camera: Option<String>,
+    /// Review state (`pending`, ...), or `open` for every state before `closed`.
+    state: Option<String>,
     #[serde(default = "default_limit")]
     limit: usize,
     #[serde(default)]
@@ -262,6 +283,7 @@ struct RecordView {
     relapse: bool,
     count_7d: u32,
     count_30d: u32,
+    review_state: String,
 }
 
 impl RecordView {
@@ -289,6 +311,7 @@ impl RecordView {
             relapse: i.relapse,
             count_7d: i.count_7d,
             count_30d: i.count_30d,
+            review_state: i.review_state.clone(),
         }
     }
 }
@@ -304,7 +327,11 @@ impl Console {
 
 /// `GET /api/events`: events that started in a period (default the last 7 days), newest
 /// first, filtered by kind, zone, grid and camera, `limit` (at most 500) from `offset`.
-pub async fn events(State(c): State<Arc<Console>>, Query(q): Query<EventQuery>) -> Response {
+pub async fn events(
+    State(c): State<Arc<Console>>,
+    Viewer(viewer): Viewer,
+    Query(q): Query<EventQuery>,
+) -> Response {
     let tz = c.loaded().node_tz();
     let now = Utc::now();
     let bound = |flag: &str, v: &Option<String>, default: DateTime<Utc>| match v {
@@ -333,9 +360,18 @@ pub async fn events(State(c): State<Arc<Console>>, Query(q): Query<EventQuery>) 
                 && matches(&q.zone, &i.zone)
                 && matches(&q.grid, &i.grid)
                 && matches(&q.camera, &i.camera)
+                && viewer.covers(&i.grid)
+                && match q.state.as_deref() {
+                    None | Some("") => true,
+                    Some("open") => !matches!(i.review_state.as_str(), "closed" | "false_alarm"),
+                    Some(s) => i.review_state == s,
+                }
         })
         .collect();
-    hits.reverse();
+    // Newest first; with a state filter, what has waited longest comes first (a worklist).
+    if q.state.as_deref().is_none_or(str::is_empty) {
+        hits.reverse();
+    }
     let total = hits.len();
     let rows: Vec<EventRow> = hits
         .into_iter()
@@ -350,21 +386,50 @@ pub async fn events(State(c): State<Arc<Console>>, Query(q): Query<EventQuery>) 
 }
 
 /// `GET /api/events/{id}`: one event with its messages, evidence files and state changes.
-pub async fn event(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+pub async fn event(
+    State(c): State<Arc<Console>>,
+    Viewer(viewer): Viewer,
+    Path(id): Path<String>,
+) -> Response {
     let tz = c.loaded().node_tz();
     let found = c.ledger.lock().ok().and_then(|l| {
         let record = l.incident(&id).ok()??;
         let files = l.evidence_of(&id).ok()?;
         let messages = l.messages_of(&id).ok()?;
         let changes = l.state_changes(&id).ok()?;
-        Some((record, files, messages, changes))
+        let reviews = l.reviews_of(&id).ok()?;
+        Some((record, files, messages, changes, reviews))
     });
-    let Some((record, files, messages, changes)) = found else {
+    let Some((record, files, messages, changes, reviews)) = found else {
         return problem(
             StatusCode::NOT_FOUND,
             format!("no event {id:?} in the ledger"),
         );
     };
+    if !viewer.covers(&record.grid) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            format!("{} works in other grids than {:?}", viewer.name, record.grid),
+        );
+    }
+    let reviews: Vec<serde_json::Value> = reviews
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "seq": r.seq,
+                "at": crate::event::local_time(r.at, tz),
+                "by": r.by,
+                "role": r.role,
+                "from": r.from,
+                "to": r.to,
+                "reason": r.reason,
+                "note": r.note,
+                "unit": r.unit,
+                "due": r.due,
+                "photo_url": r.photo_path.as_deref().and_then(|p| c.evidence_url(p)),
+            })
+        })
+        .collect();
     let evidence: Vec<serde_json::Value> = files
         .iter()
         .map(|f| {
@@ -388,13 +453,18 @@ pub async fn event(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Res
         "evidence": evidence,
         "messages": messages,
         "state_changes": changes,
+        "reviews": reviews,
     }))
     .into_response()
 }
 
 /// `GET /evidence/{path}`: an evidence JPEG. Only plain relative paths inside the evidence
 /// folder are served; `..`, absolute paths and links leading out are refused.
-pub async fn evidence(State(c): State<Arc<Console>>, Path(path): Path<String>) -> Response {
+pub async fn evidence(
+    State(c): State<Arc<Console>>,
+    Viewer(viewer): Viewer,
+    Path(path): Path<String>,
+) -> Response {
     let rel = FsPath::new(&path);
     if rel
         .components()
@@ -416,6 +486,18 @@ pub async fn evidence(State(c): State<Arc<Console>>, Path(path): Path<String>) -
             StatusCode::BAD_REQUEST,
             "not a path inside the evidence folder",
         );
+    }
+    if viewer.role == crate::review::Role::GridWorker {
+        // A photo is named after its event: a worker sees those of their grids only.
+        let grid = rel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.get(..26))
+            .and_then(|id| c.ledger.lock().ok()?.incident(id).ok()?)
+            .map(|i| i.grid);
+        if !grid.is_some_and(|g| viewer.covers(&g)) {
+            return problem(StatusCode::FORBIDDEN, "this photo belongs to another grid's event");
+        }
     }
     match tokio::task::spawn_blocking(move || std::fs::read(full))
         .await

@@ -2,20 +2,23 @@
 //! event browser, the API they use, and Prometheus metrics. Pages and scripts are compiled into
 //! the binary; nothing is built or fetched separately.
 //!
-//! Reads are open to whoever reaches the listen address (loopback by default); every change
-//! (saving zones) needs the token of `[http] token_file` / `token_env`, and with no token
-//! configured, changes are refused. No secret (token, passwords, credentials in camera urls)
+//! Every page, read and photo needs a login (`auth.rs`): accounts with roles (`admin` edits
+//! zones, `operator` reviews and dispatches, `grid_worker` sees the events of their grids and
+//! marks them cleared); the `[http]` token acts as an admin for automation. Only `/healthz`
+//! and the login page are open. No secret (tokens, passwords, credentials in camera urls)
 //! appears in an answer.
 
 mod api;
+mod auth;
 mod metrics;
+mod review;
 mod zones;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -72,8 +75,13 @@ pub struct Console {
     pub ledger: Mutex<Ledger>,
     /// To the run loop.
     pub requests: mpsc::UnboundedSender<ConsoleRequest>,
-    /// The token changes must carry; None refuses every change.
+    /// The `[http]` token: an admin's bearer token for automation.
     token: Option<String>,
+    /// A hash of a password nobody knows: a login with an unknown name is checked against it,
+    /// so it takes as long as one with a known name.
+    dummy_hash: String,
+    /// Writes the photos workers attach to a clearance.
+    photos: crate::evidence::EvidenceStore,
     /// The evidence folder, canonical: no file outside it is served.
     evidence_root: PathBuf,
     /// Serialises config edits, so two saves never interleave.
@@ -123,9 +131,10 @@ impl Console {
             (None, None) => None,
         }
         .filter(|t| !t.is_empty());
-        if token.is_none() {
+        let ledger = Ledger::open(&loaded.storage_dir())?;
+        if token.is_none() && ledger.accounts().map(|a| a.is_empty()).unwrap_or(true) {
             tracing::warn!(
-                "console: no token ([http] token_file / token_env, set and not empty): zones cannot be saved from the browser"
+                "console: no accounts and no [http] token: nobody can log in; add one with `streetwatch user add NAME --role admin`"
             );
         }
         let evidence = loaded.evidence_dir();
@@ -135,9 +144,12 @@ impl Console {
             live,
             stats,
             delivery,
-            ledger: Mutex::new(Ledger::open(&loaded.storage_dir())?),
+            ledger: Mutex::new(ledger),
             requests,
             token,
+            dummy_hash: crate::review::accounts::hash_password(&crate::review::accounts::new_secret())
+                .unwrap_or_default(),
+            photos: crate::evidence::EvidenceStore::new(evidence.clone()),
             evidence_root: evidence.canonicalize().unwrap_or(evidence),
             edit: tokio::sync::Mutex::new(()),
         })
@@ -150,36 +162,6 @@ impl Console {
             .map(|c| c.clone())
             .unwrap_or_else(|e| e.into_inner().clone())
     }
-
-    /// Refuses a change without the right `Authorization: Bearer TOKEN`.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
-        let Some(token) = &self.token else {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "changes are disabled: set [http] token_file or token_env in the config",
-            ));
-        };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        // Compare without an early exit, so timing says nothing about the token.
-        let same = given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
-            Ok(())
-        } else {
-            Err((
-                StatusCode::UNAUTHORIZED,
-                "a change needs the header Authorization: Bearer <token of [http] token_file / token_env>",
-            ))
-        }
-    }
 }
 
 /// A JSON error answer: `{"error": "..."}`.
@@ -189,15 +171,34 @@ pub(crate) fn problem(status: StatusCode, error: impl Into<String>) -> Response 
 
 /// The console's routes.
 pub fn router(console: Arc<Console>) -> Router {
+    use axum::routing::{delete, post};
+    // A grid worker's page goes to their worklist; everyone else's to the live view.
+    let page = |html: &'static str| {
+        move |auth::PageViewer(_): auth::PageViewer| async move { Html(html) }
+    };
     Router::new()
-        .route("/", get(|| async { Html(INDEX) }))
-        .route("/zones", get(|| async { Html(ZONES_PAGE) }))
-        .route("/events", get(|| async { Html(EVENTS_PAGE) }))
+        .route(
+            "/",
+            get(|auth::PageViewer(a): auth::PageViewer| async move {
+                if a.role == crate::review::Role::GridWorker {
+                    axum::response::Redirect::to("/grid").into_response()
+                } else {
+                    Html(INDEX).into_response()
+                }
+            }),
+        )
+        .route("/login", get(|| async { Html(LOGIN_PAGE) }))
+        .route("/zones", get(page(ZONES_PAGE)))
+        .route("/events", get(page(EVENTS_PAGE)))
+        .route("/grid", get(page(GRID_PAGE)))
         .route(
             "/console.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
         )
         .route("/healthz", get(api::healthz))
+        .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .route("/api/me", get(auth::me))
         .route("/metrics", get(metrics::metrics))
         .route("/api/cameras", get(api::cameras))
         .route("/api/cameras/{id}/snapshot.jpg", get(api::snapshot))
@@ -205,6 +206,12 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/cameras/{id}/zones", put(zones::save))
         .route("/api/events", get(api::events))
         .route("/api/events/{id}", get(api::event))
+        .route(
+            "/api/events/{id}/review",
+            post(review::review).layer(DefaultBodyLimit::max(review::MAX_PHOTO_BODY)),
+        )
+        .route("/api/suppressions", get(review::suppressions))
+        .route("/api/suppressions/{id}", delete(review::unsuppress))
         .route("/evidence/{*path}", get(api::evidence))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(console)
@@ -238,4 +245,6 @@ pub async fn serve(
 const INDEX: &str = include_str!("assets/index.html");
 const ZONES_PAGE: &str = include_str!("assets/zones.html");
 const EVENTS_PAGE: &str = include_str!("assets/events.html");
+const LOGIN_PAGE: &str = include_str!("assets/login.html");
+const GRID_PAGE: &str = include_str!("assets/grid.html");
 const STYLE: &str = include_str!("assets/console.css");

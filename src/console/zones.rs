@@ -7,7 +7,7 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -51,15 +51,19 @@ fn coordinate(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
-/// `PUT /api/cameras/{id}/zones` (token required).
+/// `PUT /api/cameras/{id}/zones` (admins only).
 pub async fn save(
     State(c): State<Arc<Console>>,
+    viewer: Result<super::auth::Viewer, Response>,
     Path(camera): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<ZonesBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err((status, why)) = c.authorize(&headers) {
-        return problem(status, why);
+    let actor = match viewer {
+        Ok(super::auth::Viewer(a)) => a,
+        Err(r) => return r,
+    };
+    if let Err(r) = super::auth::admin_only(&actor) {
+        return r;
     }
     let Json(body) = match body {
         Ok(b) => b,

@@ -68,6 +68,13 @@ pub fn parse(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Command, Co
                     ),
                 )
             })?;
+        if request.photo_base64.is_some() {
+            return Err(CommandError::new(
+                topic,
+                payload,
+                "photos are attached through the console or POST /api/events/{id}/review, not over MQTT: leave out photo_base64",
+            ));
+        }
         if request.by.as_deref().is_none_or(|b| b.trim().is_empty()) {
             return Err(CommandError::new(
                 topic,

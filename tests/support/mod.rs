@@ -423,6 +423,7 @@ fn schema_for(topic: &str) -> Option<(&'static str, bool)> {
     let parts: Vec<&str> = topic.split('/').collect();
     match parts.as_slice() {
         [_, "events", _, _] => Some(("event.schema.json", false)),
+        [_, "reviews", _, _] => Some(("review.schema.json", false)),
         [_, "cameras", _, "status"] => Some(("camera-status.schema.json", false)),
         [_, "cameras", _, "zones", _, "state"] => Some(("zone-state.schema.json", true)),
         [_, "stats"] => Some(("stats.schema.json", false)),
@@ -677,4 +678,60 @@ pace = {pace:?}
         );
         std::fs::write(path, text).unwrap();
     }
+}
+
+/// `curl` an URL: (status, body). `body` is sent with `method` when given.
+pub fn curl(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-g", "--path-as-is", "-X", method, "-o"])
+        .arg(out.path())
+        .args(["-w", "%{http_code}"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let input = tempfile::NamedTempFile::new().unwrap();
+    if let Some(b) = body {
+        std::fs::write(input.path(), b).unwrap();
+        cmd.arg("--data-binary")
+            .arg(format!("@{}", input.path().display()));
+    }
+    let o = cmd.arg(url).output().expect("curl (Debian package curl)");
+    let status = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (status, std::fs::read(out.path()).unwrap_or_default())
+}
+
+/// Adds a console account with `streetwatch user add` (password through the environment).
+pub fn add_user(config: &std::path::Path, name: &str, role: &str, grids: &[&str], password: &str) {
+    let mut cmd = Command::new(binary());
+    cmd.current_dir(root())
+        .args(["user", "--config"])
+        .arg(config)
+        .args(["add", name, "--role", role])
+        .env("STREETWATCH_PASSWORD", password);
+    for g in grids {
+        cmd.args(["--grid", g]);
+    }
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A new API token for an account (`streetwatch user token`).
+pub fn user_token(config: &std::path::Path, name: &str) -> String {
+    let o = Command::new(binary())
+        .current_dir(root())
+        .args(["user", "--config"])
+        .arg(config)
+        .args(["token", name])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }

@@ -216,7 +216,8 @@ impl IncidentBook {
         match self.open.iter().position(|i| i.event_id == event_id) {
             Some(at) => {
                 let mut inc = self.open.remove(at);
-                self.silenced.push((id, inc.clone()));
+                // From now on, only what was at rest there by now can be it.
+                self.silenced.push((id, Incident { start: seen, ..inc.clone() }));
                 Some(close(&mut inc, (seen, EndReason::FalseAlarm)))
             }
             None => {
@@ -264,10 +265,15 @@ impl IncidentBook {
             .iter()
             .position(|(_, s)| s.zone_id == v.zone_id && s.track_id == v.track_id)
             .or_else(|| {
-                self.silenced
-                    .iter()
-                    .enumerate()
-                    .position(|(i, (_, s))| !own_track_seen[i] && belongs(s, v))
+                // By its place: at rest there since it was silenced (the tracker lost and
+                // re-found it); something that came to rest there later is something else.
+                self.silenced.iter().enumerate().position(|(i, (_, s))| {
+                    !own_track_seen[i]
+                        && s.zone_id == v.zone_id
+                        && s.kind == v.kind
+                        && v.since <= s.start
+                        && same_spot(s, v)
+                })
             });
         let Some(i) = found else { return false };
         if v.seen_now {
@@ -443,13 +449,18 @@ fn close(inc: &mut Incident, end: (DateTime<Utc>, EndReason)) -> IncidentChange 
 /// seen is something else, with its own event (a car that parks where another just left).
 fn belongs(inc: &Incident, v: &Violation) -> bool {
     let same_track = inc.track_id == v.track_id && v.since <= inc.start;
+    inc.zone_id == v.zone_id
+        && inc.kind == v.kind
+        && (same_track || (same_spot(inc, v) && v.since <= inc.last_seen))
+}
+
+/// Whether a violation's box is on an incident's spot: where it is now or where it began,
+/// the same box, or one mostly inside the other (half hidden, or seen whole after a part).
+fn same_spot(inc: &Incident, v: &Violation) -> bool {
     let at = |b: &BBox| {
         b.iou(&v.bbox) >= 0.5 || v.bbox.share_inside(b) >= 0.8 || b.share_inside(&v.bbox) >= 0.8
     };
-    let same_spot = at(&inc.bbox) || at(&inc.place);
-    inc.zone_id == v.zone_id
-        && inc.kind == v.kind
-        && (same_track || (same_spot && v.since <= inc.last_seen))
+    at(&inc.bbox) || at(&inc.place)
 }
 
 /// A ULID made from the start time and a hash of what the incident is, so a replayed clip gives
@@ -494,6 +505,68 @@ mod tests {
             since: t(since),
             seen_now: true,
         }
+    }
+
+    #[test]
+    fn a_silenced_thing_raises_nothing_while_it_stays_and_one_beside_it_still_does() {
+        let cfg = IncidentConfig {
+            update_every_seconds: 100.0,
+            end_after_seconds: 5.0,
+            ..Default::default()
+        };
+        let mut book = IncidentBook::new("cam", cfg);
+        let dwell = |_: &str| 10.0;
+        let mut out = Vec::new();
+        // The bench (track 7) is taken for a car: its event is rejected at 12 s.
+        for s in 0..=12 {
+            out.extend(book.step(t(s as f64), &report(vec![v(0.0, 0.6)]), &dwell));
+        }
+        let id = out[0].incident.event_id.clone();
+        let end = book
+            .silence(
+                1,
+                &id,
+                (
+                    "z",
+                    EventKind::IllegalParking,
+                    BBox::new(0.2, 0.5, 0.4, 0.8),
+                ),
+                t(12.0),
+            )
+            .expect("its open event ends");
+        assert_eq!(end.incident.end, Some((t(12.0), EndReason::FalseAlarm)));
+        // A real car parks in front of it at 20 s (another track, overlapping the place).
+        let car = Violation {
+            track_id: 8,
+            since: t(20.0),
+            bbox: BBox::new(0.22, 0.52, 0.42, 0.82),
+            ..v(20.0, 0.7)
+        };
+        let mut later = Vec::new();
+        for s in 13..=40 {
+            let mut seen = vec![v(0.0, 0.6)];
+            if s >= 20 {
+                seen.push(car.clone());
+            }
+            later.extend(book.step(t(s as f64), &report(seen), &dwell));
+        }
+        let news: Vec<(u64, DateTime<Utc>)> = later
+            .iter()
+            .filter(|c| c.phase == Phase::New)
+            .map(|c| (c.incident.track_id, c.incident.start))
+            .collect();
+        assert_eq!(
+            news,
+            vec![(8, t(20.0))],
+            "the bench stays silent; the car is an event"
+        );
+        // The bench is last seen at 40 s: the suppression ends 5 s later.
+        for s in 41..45 {
+            book.step(t(s as f64), &report(vec![car.clone()]), &dwell);
+            assert!(book.silenced_gone(t(s as f64)).is_empty());
+        }
+        assert_eq!(book.silenced_gone(t(45.0)), vec![1]);
+        assert!(book.silenced().is_empty());
     }
 
     #[test]

@@ -195,8 +195,8 @@ impl Ledger {
             let detail = format!("{} → {} by {}", change.from, change.to, actor.name);
             Self::insert_change(&self.conn, event_id, at, "review", &detail).map_err(sql)?;
             if self.deliver {
-                let payload = serde_json::to_string(&msg)
-                    .map_err(|e| ReviewError::Storage(e.to_string()))?;
+                let payload =
+                    serde_json::to_string(&msg).map_err(|e| ReviewError::Storage(e.to_string()))?;
                 self.conn
                     .execute(
                         "INSERT INTO outbox (event_id, seq, type, kind, camera, payload, queued_ms)
@@ -405,5 +405,101 @@ impl Ledger {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e));
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::review::Role;
+
+    /// A ledger with one recorded event, as the camera would leave it.
+    fn ledger_with_event(dir: &std::path::Path) -> Ledger {
+        let l = Ledger::open(dir).unwrap();
+        l.conn
+            .execute(
+                "INSERT INTO incidents (event_id, camera, zone, kind, start_ms, last_seen_ms, x1, y1,
+                    x2, y2, grid, responsible_unit, label)
+                 VALUES ('e1', 'cam', 'z', 'illegal_parking', 0, 1000, 0.1, 0.5, 0.3, 0.9,
+                    '第八网格', '中队', 'car')",
+                [],
+            )
+            .unwrap();
+        l
+    }
+
+    fn op() -> Actor {
+        Actor {
+            name: "wang".into(),
+            role: Role::Operator,
+            grids: vec![],
+        }
+    }
+
+    fn req(state: &str) -> ReviewRequest {
+        ReviewRequest {
+            state: state.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_change_is_recorded_queued_and_numbered_or_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = ledger_with_event(dir.path());
+        l.set_delivery(true);
+        let tz = chrono_tz::Asia::Shanghai;
+        let now = Utc::now();
+        let (m1, _) = l
+            .apply_review("e1", &req("confirmed"), &op(), now, tz, None)
+            .unwrap();
+        let (m2, _) = l
+            .apply_review("e1", &req("dispatched"), &op(), now, tz, None)
+            .unwrap();
+        assert_eq!((m1.seq, m2.seq), (1, 2));
+        assert_eq!(m2.unit.as_deref(), Some("中队"));
+        // Refused: nothing recorded, nothing queued.
+        let refused = l.apply_review("e1", &req("confirmed"), &op(), now, tz, None);
+        assert!(matches!(refused, Err(ReviewError::Conflict(_))));
+        assert!(matches!(
+            l.apply_review("nope", &req("confirmed"), &op(), now, tz, None),
+            Err(ReviewError::NotFound(_))
+        ));
+        let history = l.reviews_of("e1").unwrap();
+        let states: Vec<&str> = history.iter().map(|r| r.to.as_str()).collect();
+        assert_eq!(states, ["confirmed", "dispatched"]);
+        assert_eq!(
+            l.incident("e1").unwrap().unwrap().review_state,
+            "dispatched"
+        );
+        let queued = l.outbox_after(0, 10).unwrap();
+        assert_eq!(queued.len(), 2);
+        assert!(queued
+            .iter()
+            .all(|q| q.message_type == "review" && q.camera == "cam"));
+        let sent: ReviewMessage = serde_json::from_str(&queued[1].payload).unwrap();
+        assert_eq!(sent, m2);
+        // A worker's wrong-object verdict leaves a suppression of the thing at its place.
+        l.apply_review(
+            "e1",
+            &ReviewRequest {
+                reason: Some(FalseAlarmReason::WrongObject),
+                ..req("false_alarm")
+            },
+            &op(),
+            now,
+            tz,
+            None,
+        )
+        .unwrap();
+        let s = l.add_suppression("e1", "wang", now).unwrap().unwrap();
+        assert_eq!(
+            (s.zone.as_str(), s.kind.as_str(), s.bbox),
+            ("z", "illegal_parking", [0.1, 0.5, 0.3, 0.9])
+        );
+        assert_eq!(l.active_suppressions(Some("cam")).unwrap().len(), 1);
+        assert!(l.end_suppression(s.id, now, "removed").unwrap());
+        assert!(!l.end_suppression(s.id, now, "removed").unwrap());
+        assert!(l.active_suppressions(None).unwrap().is_empty());
     }
 }

@@ -75,7 +75,8 @@ impl ReviewState {
             // An operator may still change their mind, or close one that ended by itself.
             Confirmed => &[Dispatched, FalseAlarm, Cleared, Closed],
             FalseAlarm => &[Pending, Closed],
-            Dispatched => &[Cleared, Closed],
+            // The squad may find on site that it is not a case (现场核实不属实).
+            Dispatched => &[Cleared, FalseAlarm, Closed],
             Cleared => &[Verified, NotCleared, Closed],
             Verified => &[Closed],
             // Not cleared: dispatched again, or the worker clears it again.
@@ -520,12 +521,7 @@ mod tests {
     #[test]
     fn dispatch_defaults_to_the_zone_unit_and_checks_the_due_time() {
         let op = actor(Role::Operator, &[]);
-        let c = check(
-            &facts(ReviewState::Confirmed),
-            &req("dispatched"),
-            &op,
-        )
-        .unwrap();
+        let c = check(&facts(ReviewState::Confirmed), &req("dispatched"), &op).unwrap();
         assert_eq!(c.unit.as_deref(), Some("解放路街道城管中队"));
         let bad_due = ReviewRequest {
             due: Some("tomorrow".into()),

@@ -56,12 +56,18 @@ pub fn run(storage: &std::path::Path, action: UserAction) -> Result<()> {
     let ledger = Ledger::open(storage)?;
     match action {
         UserAction::Add { name, role, grids } => {
-            let role = Role::of_account(&role).ok_or_else(|| {
-                anyhow!("--role {role:?}: use admin, operator or grid_worker")
-            })?;
+            let role = Role::of_account(&role)
+                .ok_or_else(|| anyhow!("--role {role:?}: use admin, operator or grid_worker"))?;
             accounts::check_account(&name, role, &grids)?;
             let hash = accounts::hash_password(&read_password(&name)?)?;
-            ledger.add_account(&Account { name: name.clone(), role, grids }, &hash)?;
+            ledger.add_account(
+                &Account {
+                    name: name.clone(),
+                    role,
+                    grids,
+                },
+                &hash,
+            )?;
             println!("account {name} added ({})", role.as_str());
         }
         UserAction::List => {
@@ -70,7 +76,12 @@ pub fn run(storage: &std::path::Path, action: UserAction) -> Result<()> {
                 println!("no accounts: add one with `streetwatch user add NAME --role admin`");
             }
             for a in all {
-                println!("{:<24} {:<12} {}", a.name, a.role.as_str(), a.grids.join(", "));
+                println!(
+                    "{:<24} {:<12} {}",
+                    a.name,
+                    a.role.as_str(),
+                    a.grids.join(", ")
+                );
             }
         }
         UserAction::Remove { name } => {
@@ -98,7 +109,9 @@ pub fn run(storage: &std::path::Path, action: UserAction) -> Result<()> {
                     bail!("no account {name:?} (streetwatch user list)");
                 }
                 // Only the token goes to stdout, so scripts can capture it.
-                eprintln!("API token of {name} (shown once; send it as Authorization: Bearer ...):");
+                eprintln!(
+                    "API token of {name} (shown once; send it as Authorization: Bearer ...):"
+                );
                 println!("{token}");
             }
         }

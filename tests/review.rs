@@ -99,7 +99,9 @@ fn news(r: &[Received], which: &str) -> Vec<Value> {
 
 /// A small PNG, as a phone photo of the cleared place would be (any picture will do).
 fn photo_base64() -> String {
-    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
+    let img = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+    });
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
     base64::engine::general_purpose::STANDARD.encode(bytes.into_inner())
@@ -166,7 +168,13 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
     // Accounts go into the ledger before the daemon starts (the ledger is a shared file).
     support::add_user(&config, "wang.op", "operator", &[], PASSWORDS[0].1);
     support::add_user(&config, "li", "grid_worker", &["第八网格"], PASSWORDS[1].1);
-    support::add_user(&config, "zhao", "grid_worker", &["第九网格"], PASSWORDS[2].1);
+    support::add_user(
+        &config,
+        "zhao",
+        "grid_worker",
+        &["第九网格"],
+        PASSWORDS[2].1,
+    );
     let op = support::user_token(&config, "wang.op");
     let li = support::user_token(&config, "li");
     let zhao = support::user_token(&config, "zhao");
@@ -203,7 +211,11 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
             "POST",
             &format!("{}/api/login", api.base),
             &["Content-Type: application/json"],
-            Some(serde_json::json!({"name": name, "password": password}).to_string().as_bytes()),
+            Some(
+                serde_json::json!({"name": name, "password": password})
+                    .to_string()
+                    .as_bytes(),
+            ),
         )
     };
     let (status, body) = login("wang.op", PASSWORDS[0].1);
@@ -245,20 +257,43 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
         assert_eq!(api.get(&path, None).0, 401, "{path} without a login");
     }
     assert_eq!(api.get(&crop_url, Some(&li)).0, 200);
-    assert_eq!(api.get(&crop_url, Some(&zhao)).0, 403, "another grid's photo");
-    assert_eq!(api.get(&format!("/api/events/{left_id}"), Some(&zhao)).0, 403);
+    assert_eq!(
+        api.get(&crop_url, Some(&zhao)).0,
+        403,
+        "another grid's photo"
+    );
+    assert_eq!(
+        api.get(&format!("/api/events/{left_id}"), Some(&zhao)).0,
+        403
+    );
     let (status, list) = api.get("/api/events", Some(&zhao));
     assert_eq!((status, json(&list)["total"].as_u64()), (200, Some(0)));
-    assert_eq!(api.get("/api/cameras", Some(&li)).0, 403, "live views are for staff");
+    assert_eq!(
+        api.get("/api/cameras", Some(&li)).0,
+        403,
+        "live views are for staff"
+    );
     let (status, list) = api.get("/api/events?state=pending", Some(&li));
     assert_eq!(status, 200);
     assert!(json(&list)["total"].as_u64().unwrap() >= 3);
 
     // Review: roles, the state machine, the fields.
     let st = |s: &str| serde_json::json!({ "state": s });
-    assert_eq!(api.review(&left_id, &li, st("confirmed")).0, 403, "a worker confirms");
-    assert_eq!(api.review(&left_id, &zhao, st("cleared")).0, 403, "another grid");
-    assert_eq!(api.review(&left_id, &op, st("cleared")).0, 409, "pending → cleared");
+    assert_eq!(
+        api.review(&left_id, &li, st("confirmed")).0,
+        403,
+        "a worker confirms"
+    );
+    assert_eq!(
+        api.review(&left_id, &zhao, st("cleared")).0,
+        403,
+        "another grid"
+    );
+    assert_eq!(
+        api.review(&left_id, &op, st("cleared")).0,
+        409,
+        "pending → cleared"
+    );
     assert_eq!(api.review(&left_id, &op, st("done")).0, 400);
     assert_eq!(api.review("01NOSUCHEVENT", &op, st("confirmed")).0, 404);
     let fa = serde_json::json!({"state": "false_alarm"});
@@ -280,11 +315,19 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
         assert_eq!(status, 200, "{body}: {answer}");
         assert_eq!(answer["state"], body["state"]);
     }
-    assert_eq!(api.review(&middle_id, &op, st("confirmed")).0, 409, "false_alarm → confirmed");
-    let cleared_with_photo = serde_json::json!({"state": "cleared", "note": "已清运", "photo_base64": photo_base64()});
+    assert_eq!(
+        api.review(&middle_id, &op, st("confirmed")).0,
+        409,
+        "false_alarm → confirmed"
+    );
+    let cleared_with_photo =
+        serde_json::json!({"state": "cleared", "note": "已清运", "photo_base64": photo_base64()});
     let (status, answer) = api.review(&left_id, &li, cleared_with_photo);
     assert_eq!(status, 200, "{answer}");
-    let worker_photo = answer["review"]["photo"]["path"].as_str().unwrap().to_string();
+    let worker_photo = answer["review"]["photo"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(Path::new(&worker_photo).exists());
     assert_eq!(api.review(&right_id, &li, st("cleared")).0, 200);
 
@@ -321,7 +364,8 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
             .map(|m| time(&m["at"]))
             .unwrap()
     };
-    let video = |m: &Value| (time(&m["at"]) - time(&left["start_time"])).num_milliseconds() as f64 / 1000.0;
+    let video =
+        |m: &Value| (time(&m["at"]) - time(&left["start_time"])).num_milliseconds() as f64 / 1000.0;
     assert!(
         (100.0..100.0 + 10.0 + 12.0).contains(&video(&left_check)),
         "verified {:.1} s of video after the piles came",
@@ -330,18 +374,30 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
     assert!(time(&right_check["at"]) > cleared_at(&right_id));
 
     // The pile dumped where the rejected one stood is a new event, starting when it came (130 s).
-    wait("the new pile on the rejected one's spot", 120, &|r| news(r, "middle").len() >= 2);
+    wait("the new pile on the rejected one's spot", 120, &|r| {
+        news(r, "middle").len() >= 2
+    });
     let received = sub.all();
     let middles = news(&received, "middle");
-    assert_eq!(middles.len(), 2, "the rejected pile raised nothing more while it stayed");
+    assert_eq!(
+        middles.len(),
+        2,
+        "the rejected pile raised nothing more while it stayed"
+    );
     let again = (time(&middles[1]["start_time"]) - time(&left["start_time"])).num_milliseconds()
         as f64
         / 1000.0;
-    assert!((118.0..=126.0).contains(&again), "new pile starts {again:.1} s after the first");
+    assert!(
+        (118.0..=126.0).contains(&again),
+        "new pile starts {again:.1} s after the first"
+    );
     let (status, list) = api.get("/api/suppressions", Some(&op));
     assert_eq!(status, 200);
     let ended = json(&list)["suppressions"].as_array().unwrap().is_empty();
-    assert!(ended, "the suppression ended when the rejected pile left: {list:?}");
+    assert!(
+        ended,
+        "the suppression ended when the rejected pile left: {list:?}"
+    );
 
     // A city platform closes the verified event over MQTT; what it may not do is refused.
     publish(
@@ -354,7 +410,11 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
         &format!("streetwatch/events/{right_id}/review/set"),
         r#"{"state": "verified", "by": "city-platform"}"#,
     );
-    publish(broker.port, &format!("streetwatch/events/{right_id}/review/set"), "{not json");
+    publish(
+        broker.port,
+        &format!("streetwatch/events/{right_id}/review/set"),
+        "{not json",
+    );
     wait("the platform's close and two refusals", 30, &|r| {
         let closed = reviews(r)
             .iter()
@@ -397,13 +457,20 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
             .to_vec()
     );
     assert_eq!(detail["event"]["review_state"], "closed");
-    assert_eq!(detail["reviews"][1]["unit"], "解放路街道城管中队", "the zone's unit by default");
+    assert_eq!(
+        detail["reviews"][1]["unit"], "解放路街道城管中队",
+        "the zone's unit by default"
+    );
     assert!(detail["reviews"][2]["photo_url"].is_string());
     assert!(detail["reviews"][3]["photo_url"].is_string());
 
     // No secret anywhere: the log, the lists and details.
     let mut seen = daemon.log_text();
-    for path in ["/api/events".to_string(), format!("/api/events/{left_id}"), "/api/me".into()] {
+    for path in [
+        "/api/events".to_string(),
+        format!("/api/events/{left_id}"),
+        "/api/me".into(),
+    ] {
         seen.push_str(&String::from_utf8_lossy(&api.get(&path, Some(&op)).1));
     }
     for (_, password) in PASSWORDS {

@@ -409,7 +409,10 @@ pub async fn event(
     if !viewer.covers(&record.grid) {
         return problem(
             StatusCode::FORBIDDEN,
-            format!("{} works in other grids than {:?}", viewer.name, record.grid),
+            format!(
+                "{} works in other grids than {:?}",
+                viewer.name, record.grid
+            ),
         );
     }
     let reviews: Vec<serde_json::Value> = reviews
@@ -496,7 +499,10 @@ pub async fn evidence(
             .and_then(|id| c.ledger.lock().ok()?.incident(id).ok()?)
             .map(|i| i.grid);
         if !grid.is_some_and(|g| viewer.covers(&g)) {
-            return problem(StatusCode::FORBIDDEN, "this photo belongs to another grid's event");
+            return problem(
+                StatusCode::FORBIDDEN,
+                "this photo belongs to another grid's event",
+            );
         }
     }
     match tokio::task::spawn_blocking(move || std::fs::read(full))

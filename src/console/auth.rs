@@ -112,7 +112,11 @@ fn url_escape(s: &str) -> String {
 
 /// Compares two secrets without an early exit, so timing says nothing about either.
 pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The value of a cookie in the request.
@@ -209,7 +213,11 @@ pub fn admin_only(a: &Actor) -> Result<(), Response> {
     } else {
         Err(problem(
             StatusCode::FORBIDDEN,
-            format!("only an admin may do this; {} is {}", a.name, a.role.as_str()),
+            format!(
+                "only an admin may do this; {} is {}",
+                a.name,
+                a.role.as_str()
+            ),
         ))
     }
 }
@@ -222,7 +230,11 @@ pub fn staff_only(a: &Actor) -> Result<(), Response> {
     } else {
         Err(problem(
             StatusCode::FORBIDDEN,
-            format!("for operators and admins; {} is {}", a.name, a.role.as_str()),
+            format!(
+                "for operators and admins; {} is {}",
+                a.name,
+                a.role.as_str()
+            ),
         ))
     }
 }

@@ -43,7 +43,10 @@ fn histogram(out: &mut String, name: &str, camera: &str, h: &Histogram) {
 type Figure = fn(&crate::stats::CameraStats) -> f64;
 
 /// The metrics page.
-pub async fn metrics(State(c): State<Arc<Console>>, super::auth::Viewer(a): super::auth::Viewer) -> Response {
+pub async fn metrics(
+    State(c): State<Arc<Console>>,
+    super::auth::Viewer(a): super::auth::Viewer,
+) -> Response {
     if let Err(r) = super::auth::staff_only(&a) {
         return r;
     }

@@ -147,8 +147,10 @@ impl Console {
             ledger: Mutex::new(ledger),
             requests,
             token,
-            dummy_hash: crate::review::accounts::hash_password(&crate::review::accounts::new_secret())
-                .unwrap_or_default(),
+            dummy_hash: crate::review::accounts::hash_password(
+                &crate::review::accounts::new_secret(),
+            )
+            .unwrap_or_default(),
             photos: crate::evidence::EvidenceStore::new(evidence.clone()),
             evidence_root: evidence.canonicalize().unwrap_or(evidence),
             edit: tokio::sync::Mutex::new(()),
@@ -173,9 +175,8 @@ pub(crate) fn problem(status: StatusCode, error: impl Into<String>) -> Response 
 pub fn router(console: Arc<Console>) -> Router {
     use axum::routing::{delete, post};
     // A grid worker's page goes to their worklist; everyone else's to the live view.
-    let page = |html: &'static str| {
-        move |auth::PageViewer(_): auth::PageViewer| async move { Html(html) }
-    };
+    let page =
+        |html: &'static str| move |auth::PageViewer(_): auth::PageViewer| async move { Html(html) };
     Router::new()
         .route(
             "/",

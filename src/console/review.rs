@@ -44,7 +44,10 @@ pub async fn review(
         Err(e) => {
             return problem(
                 StatusCode::BAD_REQUEST,
-                format!("{}: send JSON {{\"state\": ..., \"reason\": ..., \"note\": ...}}", e.body_text()),
+                format!(
+                    "{}: send JSON {{\"state\": ..., \"reason\": ..., \"note\": ...}}",
+                    e.body_text()
+                ),
             )
         }
     };
@@ -79,7 +82,9 @@ pub async fn review(
         return problem(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
     }
     match answer.await {
-        Ok(Ok(msg)) => Json(serde_json::json!({ "state": msg.state, "review": msg })).into_response(),
+        Ok(Ok(msg)) => {
+            Json(serde_json::json!({ "state": msg.state, "review": msg })).into_response()
+        }
         Ok(Err(e)) => problem(status_of(&e), e.to_string()),
         Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
     }
@@ -148,8 +153,7 @@ pub async fn unsuppress(
         return r;
     }
     let (reply, answer) = oneshot::channel();
-    if c
-        .requests
+    if c.requests
         .send(ConsoleRequest::Unsuppress { id, reply })
         .is_err()
     {

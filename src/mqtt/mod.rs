@@ -321,7 +321,10 @@ mod tests {
         );
         assert_eq!(t.available(), "sw/nodes/n1/available");
         assert_eq!(t.review("garbage", "cam"), "sw/reviews/garbage/cam");
-        assert_eq!(t.parse_review_set("sw/events/cam-z-1-2/review/set"), Some("cam-z-1-2"));
+        assert_eq!(
+            t.parse_review_set("sw/events/cam-z-1-2/review/set"),
+            Some("cam-z-1-2")
+        );
         assert_eq!(t.parse_review_set("sw/events/a/b/review/set"), None);
         assert_eq!(t.parse_review_set("sw/events//review/set"), None);
         assert_eq!(t.zone_state("c", "z"), "sw/cameras/c/zones/z/state");

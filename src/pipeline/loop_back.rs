@@ -73,7 +73,11 @@ impl CameraPipeline {
 
     /// Leaves the thing of a rejected event alone while it stays; ends its open event
     /// (`false_alarm`) and returns that `end`.
-    pub fn suppress(&mut self, s: &Suppression, now: DateTime<Utc>) -> Vec<crate::event::EventMessage> {
+    pub fn suppress(
+        &mut self,
+        s: &Suppression,
+        now: DateTime<Utc>,
+    ) -> Vec<crate::event::EventMessage> {
         self.silence(s, now)
     }
 
@@ -231,10 +235,14 @@ impl CameraPipeline {
             note,
             ..Default::default()
         };
-        match self
-            .ledger
-            .apply_review(&r.request.event_id, &req, &actor, frame.time, self.tz, photo)
-        {
+        match self.ledger.apply_review(
+            &r.request.event_id,
+            &req,
+            &actor,
+            frame.time,
+            self.tz,
+            photo,
+        ) {
             Ok((msg, _)) => {
                 tracing::info!(camera = %self.camera.id, event_id = %msg.event_id, "re-check: {state}");
                 Some(msg)

@@ -2,7 +2,9 @@
 //! Passwords are kept as argon2id hashes; session cookies and API tokens as sha256 digests, so
 //! the ledger file alone gives no way in.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 
@@ -58,7 +60,8 @@ pub fn check_account(name: &str, role: Role, grids: &[String]) -> Result<(), Acc
     }
     match (role, grids.is_empty()) {
         (Role::GridWorker, true) => Err(AccountError::Invalid(
-            "a grid_worker needs at least one --grid (the grid names of the zones they work in)".into(),
+            "a grid_worker needs at least one --grid (the grid names of the zones they work in)"
+                .into(),
         )),
         (Role::Admin | Role::Operator, false) => Err(AccountError::Invalid(
             "--grid is for grid_worker accounts; admins and operators see every grid".into(),

@@ -301,7 +301,10 @@ impl Supervisor {
                             "note": request.note,
                         });
                         CommandError::new(
-                            &format!("{}/events/{event_id}/review/set", self.loaded.config.mqtt.topic_prefix),
+                            &format!(
+                                "{}/events/{event_id}/review/set",
+                                self.loaded.config.mqtt.topic_prefix
+                            ),
                             payload.to_string().as_bytes(),
                             e.to_string(),
                         )

@@ -59,7 +59,9 @@ impl Supervisor {
                     .into_iter()
                     .filter(|s| s.event_id == event_id)
                 {
-                    ledger.end_suppression(s.id, now, "removed").map_err(storage)?;
+                    ledger
+                        .end_suppression(s.id, now, "removed")
+                        .map_err(storage)?;
                     commands.push(CameraCommand::Unsuppress(s.id));
                 }
             }

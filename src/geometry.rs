@@ -37,6 +37,11 @@ impl BBox {
         Self { x1, y1, x2, y2 }
     }
 
+    /// A box from `[x1, y1, x2, y2]` as the ledger and messages keep it.
+    pub fn from_array(b: [f64; 4]) -> Self {
+        Self::new(b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32)
+    }
+
     /// A box from centre and size.
     pub fn from_center(cx: f32, cy: f32, w: f32, h: f32) -> Self {
         Self::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)

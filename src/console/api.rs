@@ -11,7 +11,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{staff_only, Viewer};
+use super::auth::{not_staff, Viewer};
 use super::{problem, Console};
 use crate::evidence::{Marker, BOX_COLOR, ZONE_COLOR};
 use crate::geometry::{BBox, Point};
@@ -71,7 +71,7 @@ pub(super) struct ZoneView {
 
 /// `GET /api/cameras`: every camera of the config with its state and zones.
 pub async fn cameras(State(c): State<Arc<Console>>, Viewer(a): Viewer) -> Response {
-    if let Err(r) = staff_only(&a) {
+    if let Some(r) = not_staff(&a) {
         return r;
     }
     let loaded = c.loaded();
@@ -131,7 +131,7 @@ pub async fn snapshot(
     Path(id): Path<String>,
     Query(q): Query<SnapshotQuery>,
 ) -> Response {
-    if let Err(r) = staff_only(&a) {
+    if let Some(r) = not_staff(&a) {
         return r;
     }
     let Some(frame) = c.live.get(&id) else {
@@ -207,7 +207,7 @@ pub async fn live(
     Viewer(a): Viewer,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = staff_only(&a) {
+    if let Some(r) = not_staff(&a) {
         return r;
     }
     let tz = c

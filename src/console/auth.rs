@@ -206,12 +206,12 @@ fn account_view(a: &Account) -> serde_json::Value {
     serde_json::json!({"name": a.name, "role": a.role.as_str(), "grids": a.grids})
 }
 
-/// Refuses what only an admin may do.
-pub fn admin_only(a: &Actor) -> Result<(), Response> {
+/// The refusal of what only an admin may do, unless `a` is one.
+pub fn not_admin(a: &Actor) -> Option<Response> {
     if a.role == Role::Admin {
-        Ok(())
+        None
     } else {
-        Err(problem(
+        Some(problem(
             StatusCode::FORBIDDEN,
             format!(
                 "only an admin may do this; {} is {}",
@@ -222,13 +222,13 @@ pub fn admin_only(a: &Actor) -> Result<(), Response> {
     }
 }
 
-/// Refuses what only the command center's staff (operators, admins) may see or do: live
-/// views, metrics, suppressions.
-pub fn staff_only(a: &Actor) -> Result<(), Response> {
+/// The refusal of what only the command center's staff (operators, admins) may see or do
+/// (live views, metrics, suppressions), unless `a` is one of them.
+pub fn not_staff(a: &Actor) -> Option<Response> {
     if matches!(a.role, Role::Admin | Role::Operator) {
-        Ok(())
+        None
     } else {
-        Err(problem(
+        Some(problem(
             StatusCode::FORBIDDEN,
             format!(
                 "for operators and admins; {} is {}",

@@ -47,7 +47,7 @@ pub async fn metrics(
     State(c): State<Arc<Console>>,
     super::auth::Viewer(a): super::auth::Viewer,
 ) -> Response {
-    if let Err(r) = super::auth::staff_only(&a) {
+    if let Some(r) = super::auth::not_staff(&a) {
         return r;
     }
     let cams = c.stats.cameras();

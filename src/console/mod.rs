@@ -35,6 +35,8 @@ use crate::supervisor::ReloadSummary;
 const MAX_BODY: usize = 256 * 1024;
 
 /// Something only the run loop (which owns the cameras) can do.
+// Requests are a few a minute at most: boxing the review would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ConsoleRequest {
     /// Re-read the config file and apply it; answers with what changed.

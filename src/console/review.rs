@@ -11,7 +11,7 @@ use axum::Json;
 use base64::Engine;
 use tokio::sync::oneshot;
 
-use super::auth::{staff_only, Viewer};
+use super::auth::{not_staff, Viewer};
 use super::{problem, Console, ConsoleRequest};
 use crate::review::{ReviewError, ReviewPhoto, ReviewRequest};
 
@@ -132,7 +132,7 @@ async fn store_photo(
 
 /// `GET /api/suppressions`: the suppressions in force (operators and admins).
 pub async fn suppressions(State(c): State<Arc<Console>>, Viewer(actor): Viewer) -> Response {
-    if let Err(r) = staff_only(&actor) {
+    if let Some(r) = not_staff(&actor) {
         return r;
     }
     match c.ledger.lock().map(|l| l.active_suppressions(None)) {
@@ -149,7 +149,7 @@ pub async fn unsuppress(
     Viewer(actor): Viewer,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = staff_only(&actor) {
+    if let Some(r) = not_staff(&actor) {
         return r;
     }
     let (reply, answer) = oneshot::channel();

@@ -62,7 +62,7 @@ pub async fn save(
         Ok(super::auth::Viewer(a)) => a,
         Err(r) => return r,
     };
-    if let Err(r) = super::auth::admin_only(&actor) {
+    if let Some(r) = super::auth::not_admin(&actor) {
         return r;
     }
     let Json(body) = match body {

@@ -5,7 +5,7 @@
 mod accounts;
 mod reviews;
 
-pub use reviews::{ReviewRecord, Suppression};
+pub use reviews::{AwaitingRecheck, ReviewRecord, Suppression};
 
 use std::path::Path;
 

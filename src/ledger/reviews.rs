@@ -69,6 +69,19 @@ pub struct Suppression {
     pub end_reason: Option<String>,
 }
 
+/// A cleared event whose camera has not re-checked it yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwaitingRecheck {
+    /// The event.
+    pub event_id: String,
+    /// Its zone.
+    pub zone: String,
+    /// Where its thing was, normalized.
+    pub bbox: [f64; 4],
+    /// When it was marked cleared.
+    pub cleared: DateTime<Utc>,
+}
+
 fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
@@ -279,12 +292,9 @@ impl Ledger {
         rows
     }
 
-    /// Events of `camera` marked cleared and not re-checked yet: `(event_id, zone, place,
-    /// when cleared)`, for a camera that restarts during a re-check.
-    pub fn awaiting_recheck(
-        &self,
-        camera: &str,
-    ) -> Result<Vec<(String, String, [f64; 4], DateTime<Utc>)>, LedgerError> {
+    /// Events of `camera` marked cleared and not re-checked yet, for a camera that restarts
+    /// during a re-check.
+    pub fn awaiting_recheck(&self, camera: &str) -> Result<Vec<AwaitingRecheck>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -295,12 +305,12 @@ impl Ledger {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![camera], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
-                    time(r.get::<_, Option<i64>>(6)?.unwrap_or_default()),
-                ))
+                Ok(AwaitingRecheck {
+                    event_id: r.get(0)?,
+                    zone: r.get(1)?,
+                    bbox: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+                    cleared: time(r.get::<_, Option<i64>>(6)?.unwrap_or_default()),
+                })
             })
             .map_err(|e| self.err(e))?
             .collect::<Result<Vec<_>, _>>()

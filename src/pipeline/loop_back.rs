@@ -91,7 +91,7 @@ impl CameraPipeline {
             return Vec::new();
         };
         let b = s.bbox;
-        let place = BBox::new(b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32);
+        let place = BBox::from_array(b);
         tracing::info!(camera = %self.camera.id, suppression = s.id, event_id = %s.event_id, "suppressing a false alarm's object while it stays");
         match self
             .incidents
@@ -126,14 +126,15 @@ impl CameraPipeline {
         }
         match self.ledger.awaiting_recheck(&self.camera.id) {
             Ok(list) => {
-                for (event_id, zone_id, b, cleared) in list {
-                    let place = BBox::new(b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32);
+                for due in list {
+                    let b = due.bbox;
+                    let place = BBox::from_array(b);
                     self.recheck(
                         RecheckRequest {
-                            event_id,
-                            zone_id,
+                            event_id: due.event_id,
+                            zone_id: due.zone,
                             place,
-                            cleared_at: Some(cleared),
+                            cleared_at: Some(due.cleared),
                         },
                         now,
                     );

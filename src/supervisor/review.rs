@@ -38,7 +38,7 @@ impl Supervisor {
                     commands.push(CameraCommand::Recheck(RecheckRequest {
                         event_id: event_id.to_string(),
                         zone_id: inc.zone.clone(),
-                        place: BBox::new(b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32),
+                        place: BBox::from_array(b),
                         cleared_at: None,
                     }));
                 }

@@ -217,7 +217,13 @@ impl IncidentBook {
             Some(at) => {
                 let mut inc = self.open.remove(at);
                 // From now on, only what was at rest there by now can be it.
-                self.silenced.push((id, Incident { start: seen, ..inc.clone() }));
+                self.silenced.push((
+                    id,
+                    Incident {
+                        start: seen,
+                        ..inc.clone()
+                    },
+                ));
                 Some(close(&mut inc, (seen, EndReason::FalseAlarm)))
             }
             None => {

@@ -122,6 +122,14 @@ enum Command {
         #[arg(long, global = true)]
         models_dir: Option<PathBuf>,
     },
+    /// Console accounts: add, list, remove, passwd, token.
+    User {
+        /// Config file (for the storage folder holding the ledger), before the action.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: streetwatch::users::UserAction,
+    },
     /// Rollups from the ledger: counts, dwell, relapses, hotspots, busy hours.
     Report(ReportArgs),
     /// Render a scenario file into a clip and its ground truth (for tests and trials).
@@ -234,6 +242,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Err(code) => code,
         }),
+        Command::User { config, action } => match load_config(&config) {
+            Ok(loaded) => {
+                streetwatch::users::run(&loaded.storage_dir(), action).map(|_| ExitCode::SUCCESS)
+            }
+            Err(code) => Ok(code),
+        },
         Command::Run { config } => match load_config(&config) {
             Ok(loaded) => app::run(loaded).map(|_| ExitCode::SUCCESS),
             Err(code) => Ok(code),
@@ -484,8 +498,11 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
     }
     let ledger = streetwatch::ledger::Ledger::open_file(&ledger_file)?;
     let incidents = ledger.incidents_between(since, until)?;
+    // The review changes of the same events, whenever they were made.
+    let reviews = ledger.reviews_of_events_between(since, until)?;
     let r = report::build(
         &incidents,
+        &reviews,
         &report::ReportOptions {
             since,
             until,

@@ -1,15 +1,23 @@
-//! The operator console (issue 7), against a running daemon with a real mosquitto:
+//! The operator console (issues 7 and 13), against a running daemon with a real mosquitto:
 //!
-//! - in headless Chromium (Debian's chromium, driven by playwright-core): an operator opens the
-//!   zone editor, draws a no-parking polygon by clicking on the live frame (and drags a corner),
-//!   saves; the config file changed (with a backup, comments and other sections untouched),
-//!   `check` passes on it, and the running camera now raises the parked car's event in the new
-//!   zone, without reconnecting; the event browser then shows it with its evidence. Screenshots
-//!   of both pages are kept in target/test-artifacts/console/;
-//! - the API: health, Prometheus metrics (parsed by a Prometheus text-format parser), cameras
-//!   with credentials masked, snapshots with overlays, events and their evidence, the token
-//!   refused when missing or wrong, a bad zone refused with the config check's message, bodies
-//!   too large refused, paths out of the evidence folder refused, no secret in any answer.
+//! - in headless Chromium (Debian's chromium, driven by playwright-core): an admin is sent to
+//!   the login page, logs in, opens the zone editor, draws a no-parking polygon by clicking on
+//!   the live frame (and drags a corner), saves with the session; the config file changed (with
+//!   a backup, comments and other sections untouched), `check` passes on it, and the running
+//!   camera now raises the parked car's event in the new zone, without reconnecting; the event
+//!   browser then shows it with its evidence. Screenshots of both pages are kept in
+//!   target/test-artifacts/console/;
+//! - the API: nothing but `/healthz`'s status, `/login` and the stylesheet without a login (401
+//!   for reads, pages redirect to the login page), logins (wrong password 401, the session
+//!   cookie HttpOnly and SameSite=Strict, logout ends it, an operator may not save zones),
+//!   health, Prometheus metrics (parsed by a Prometheus text-format parser), cameras with
+//!   credentials masked, snapshots with overlays, events and their evidence, the token refused
+//!   when missing or wrong, a bad zone refused with the config check's message, bodies too large
+//!   refused, paths out of the evidence folder refused, no secret in any answer;
+//! - the review loop in the browser: an operator confirms and dispatches one event and marks
+//!   another a false alarm on the event browser; a grid worker on a phone-sized screen sees only
+//!   their grid's cases, marks the dispatched one cleared with a photo (shrunk by the page); the
+//!   history (API, MQTT and the event browser) holds who did what, with the photo.
 
 mod support;
 
@@ -20,13 +28,29 @@ use std::time::{Duration, Instant};
 use support::Daemon;
 
 const TOKEN: &str = "console-T0ken-7f3a";
+/// The password of every account the tests make.
+const PASSWORD: &str = "Str33t-watch-pw";
 
 /// `curl` an URL: (status, body). `body` is sent with `method` when given.
 fn http(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_full(method, url, headers, body);
+    (status, body)
+}
+
+/// `curl` an URL: (status, response headers, body).
+fn http_full(
+    method: &str,
+    url: &str,
+    headers: &[&str],
+    body: Option<&[u8]>,
+) -> (u16, String, Vec<u8>) {
     let out = tempfile::NamedTempFile::new().unwrap();
+    let head = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-g", "--path-as-is", "-X", method, "-o"])
         .arg(out.path())
+        .arg("-D")
+        .arg(head.path())
         .args(["-w", "%{http_code}"]);
     for h in headers {
         cmd.args(["-H", h]);
@@ -42,7 +66,53 @@ fn http(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> (u16,
         .trim()
         .parse()
         .unwrap_or(0);
-    (status, std::fs::read(out.path()).unwrap_or_default())
+    (
+        status,
+        std::fs::read_to_string(head.path()).unwrap_or_default(),
+        std::fs::read(out.path()).unwrap_or_default(),
+    )
+}
+
+/// The value of a response header (the name in any case).
+fn header(headers: &str, name: &str) -> Option<String> {
+    headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// The `[http]` token as a bearer header: an admin for automation.
+fn bearer() -> String {
+    format!("Authorization: Bearer {TOKEN}")
+}
+
+/// `streetwatch user --config CONFIG ARGS...` with the tests' password; its standard output.
+fn user(config: &Path, args: &[&str]) -> String {
+    let o = Command::new(support::binary())
+        .current_dir(support::root())
+        .args(["user", "--config"])
+        .arg(config)
+        .args(args)
+        .env("STREETWATCH_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "streetwatch user {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Makes a console account (`streetwatch user add`), with grids for a grid worker.
+fn add_account(config: &Path, name: &str, role: &str, grids: &[&str]) {
+    let mut args = vec!["add", name, "--role", role];
+    for g in grids {
+        args.extend(["--grid", g]);
+    }
+    user(config, &args);
 }
 
 fn json(bytes: &[u8]) -> serde_json::Value {
@@ -99,7 +169,9 @@ fn start(test: &str, broker: &support::Mosquitto, zones: &str) -> Node {
         daemon.log_text()
     );
     let until = Instant::now() + Duration::from_secs(60);
-    while http("GET", &format!("{base}/api/cameras/cam-ui/live"), &[], None).0 != 200 {
+    let auth = bearer();
+    let live = format!("{base}/api/cameras/cam-ui/live");
+    while http("GET", &live, &[&auth], None).0 != 200 {
         assert!(
             Instant::now() < until,
             "no live frame:\n{}",
@@ -143,6 +215,9 @@ fn an_operator_draws_a_zone_in_the_browser_and_the_running_camera_uses_it() {
     let broker = support::Mosquitto::start();
     let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
     let mut node = start("console", &broker, "");
+    // Accounts are made with the CLI beside the running daemon (the ledger is shared).
+    add_account(&node.config, "admin-zhao", "admin", &[]);
+    add_account(&node.config, "op-wang", "operator", &[]);
     let original = std::fs::read_to_string(&node.config).unwrap();
     std::thread::sleep(Duration::from_secs(6));
     assert!(
@@ -151,8 +226,20 @@ fn an_operator_draws_a_zone_in_the_browser_and_the_running_camera_uses_it() {
     );
 
     let shots = node.dir.display().to_string();
-    let saved = node_script(&["editor", &node.base, "cam-ui", TOKEN, &shots]);
+    let saved = node_script(&[
+        "editor",
+        &node.base,
+        "cam-ui",
+        "admin-zhao",
+        PASSWORD,
+        &shots,
+    ]);
     assert_eq!(saved["saved"], true, "{saved}");
+    assert_eq!(
+        saved["next"], "/zones",
+        "the login page was asked to come back: {saved}"
+    );
+    assert_eq!(saved["who"], "admin-zhao", "{saved}");
 
     // The file: the new zone, the old one kept, comments and other sections untouched.
     let text = std::fs::read_to_string(&node.config).unwrap();
@@ -212,8 +299,9 @@ fn an_operator_draws_a_zone_in_the_browser_and_the_running_camera_uses_it() {
     assert!(!reconnected, "the camera kept its connection");
 
     // The event browser shows it with its evidence photo.
-    let seen = node_script(&["events", &node.base, &shots]);
+    let seen = node_script(&["events", &node.base, "op-wang", PASSWORD, &shots]);
     assert!(seen["rows"].as_u64().unwrap() >= 1, "{seen}");
+    assert_eq!(seen["who"], "op-wang", "{seen}");
     assert_eq!(seen["evidence_width"], 800, "{seen}");
     for shot in [
         "zone-editor-drawn.png",
@@ -234,13 +322,135 @@ fn the_api_answers_refuses_and_keeps_secrets() {
     let strip = "  [[cameras.zones]]\n  id = \"paving\"\n  kind = \"no_parking\"\n  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]\n  dwell_seconds = 6\n  grid = \"第八网格\"\n";
     let mut node = start("console-api", &broker, strip);
     let base = node.base.clone();
-    let get = |path: &str| http("GET", &format!("{base}{path}"), &[], None);
+    let auth = bearer();
+    // Reads with the [http] token (an admin); without a login further down.
+    let get = |path: &str| http("GET", &format!("{base}{path}"), &[&auth], None);
+    let anon = |path: &str| http_full("GET", &format!("{base}{path}"), &[], None);
     let mut answers = Vec::new();
 
     let (status, body) = get("/healthz");
     assert_eq!(status, 200);
     assert_eq!(json(&body)["status"], "ok");
+    assert!(
+        json(&body)["cameras"].as_u64().is_some(),
+        "with a login, the summary"
+    );
     answers.push(body);
+
+    // Without a login: the health status only, the login page and the stylesheet; 401 for
+    // every read, and the pages send the browser to the login page and back.
+    let (status, _, body) = anon("/healthz");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body), serde_json::json!({"status": "ok"}));
+    for open in ["/login", "/console.css"] {
+        let (status, _, body) = anon(open);
+        assert_eq!(status, 200, "{open}");
+        answers.push(body);
+    }
+    for read in [
+        "/api/me",
+        "/api/cameras",
+        "/api/cameras/cam-ui/live",
+        "/api/cameras/cam-ui/snapshot.jpg",
+        "/api/events",
+        "/api/suppressions",
+        "/metrics",
+        "/evidence/cam-ui/x.jpg",
+    ] {
+        let (status, _, body) = anon(read);
+        assert_eq!(status, 401, "{read}: {}", String::from_utf8_lossy(&body));
+        assert!(
+            json(&body)["error"].as_str().unwrap().contains("log in"),
+            "{read}"
+        );
+    }
+    for page in ["/", "/zones", "/events?state=pending", "/grid"] {
+        let (status, headers, _) = anon(page);
+        assert!(matches!(status, 302 | 303 | 307), "{page}: {status}");
+        let location = header(&headers, "location")
+            .unwrap_or_else(|| panic!("{page}: no location in\n{headers}"));
+        assert!(location.starts_with("/login?next=/"), "{page}: {location}");
+    }
+
+    // Logins: a wrong password refused; the right one sets a session cookie only this site's
+    // pages send and scripts cannot read; an operator may read but not save zones; logout ends
+    // the session.
+    add_account(&node.config, "op-wang", "operator", &[]);
+    let ct = "Content-Type: application/json";
+    let login = |password: &str| {
+        http_full(
+            "POST",
+            &format!("{base}/api/login"),
+            &[ct],
+            Some(
+                serde_json::json!({"name": "op-wang", "password": password})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+    };
+    let (status, _, body) = login("not-it");
+    assert_eq!(status, 401);
+    assert_eq!(json(&body)["error"], "wrong name or password");
+    let (status, headers, body) = login(PASSWORD);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["role"], "operator");
+    let set_cookie = header(&headers, "set-cookie").expect("a session cookie");
+    let attributes = set_cookie.to_lowercase();
+    assert!(set_cookie.starts_with("sw_session="), "{set_cookie}");
+    assert!(
+        attributes.contains("; httponly") && attributes.contains("; samesite=strict"),
+        "{set_cookie}"
+    );
+    assert!(attributes.contains("; path=/"), "{set_cookie}");
+    let value = set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("sw_session=")
+        .to_string();
+    assert!(value.len() >= 20, "a session secret: {set_cookie}");
+    let cookie = format!("Cookie: sw_session={value}");
+    let (status, body) = http("GET", &format!("{base}/api/me"), &[&cookie], None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"name": "op-wang", "role": "operator", "grids": []})
+    );
+    assert_eq!(
+        http("GET", &format!("{base}/api/events"), &[&cookie], None).0,
+        200
+    );
+    let zones_now = json(&get("/api/cameras").1)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "cam-ui")
+        .unwrap()["zones"]
+        .clone();
+    let (status, body) = http(
+        "PUT",
+        &format!("{base}/api/cameras/cam-ui/zones"),
+        &[ct, &cookie],
+        Some(
+            serde_json::json!({ "zones": zones_now })
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(
+        status,
+        403,
+        "only an admin saves zones: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(json(&body)["error"].as_str().unwrap().contains("admin"));
+    let (status, _) = http("POST", &format!("{base}/api/logout"), &[&cookie], None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        http("GET", &format!("{base}/api/me"), &[&cookie], None).0,
+        401
+    );
 
     // Cameras: the disabled one's credentials are masked.
     let (status, body) = get("/api/cameras");
@@ -280,10 +490,8 @@ fn the_api_answers_refuses_and_keeps_secrets() {
         )
     };
     let bad = br#"{"zones": [{"id": "line", "kind": "no_parking", "polygon": [[0.1, 0.1], [0.5, 0.5]], "dwell_seconds": 60}]}"#;
-    let ct = "Content-Type: application/json";
     assert_eq!(put(&[ct], bad).0, 401);
     assert_eq!(put(&[ct, "Authorization: Bearer wrong"], bad).0, 401);
-    let auth = format!("Authorization: Bearer {TOKEN}");
     let before = std::fs::read_to_string(&node.config).unwrap();
     let (status, body) = put(&[ct, &auth], bad);
     assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
@@ -378,7 +586,7 @@ fn the_api_answers_refuses_and_keeps_secrets() {
     answers.push(body);
 
     // No secret in anything the console answered or serves.
-    for page in ["/", "/zones", "/events", "/console.css"] {
+    for page in ["/", "/zones", "/events", "/grid", "/login", "/console.css"] {
         let (status, body) = get(page);
         assert_eq!(status, 200, "{page}");
         answers.push(body);
@@ -387,8 +595,338 @@ fn the_api_answers_refuses_and_keeps_secrets() {
         let text = String::from_utf8_lossy(a);
         assert!(!text.contains(TOKEN), "the token leaked");
         assert!(!text.contains("S3cret-cam"), "a camera password leaked");
+        assert!(!text.contains(PASSWORD), "an account's password leaked");
     }
     node.daemon.stop();
     sub.assert_payloads_valid();
     let _ = Path::new(&node.dir);
+}
+
+/// A phone photo of the cleared place, as a worker would take it: 2000×1500, larger than the
+/// 1600 px the page shrinks it to.
+fn phone_photo(path: &Path) {
+    let img = image::RgbImage::from_fn(2000, 1500, |x, y| {
+        image::Rgb([
+            (x * 255 / 2000) as u8,
+            (y * 255 / 1500) as u8,
+            if (x / 100 + y / 100) % 2 == 0 {
+                60
+            } else {
+                190
+            },
+        ])
+    });
+    img.save(path).unwrap();
+}
+
+/// The review change of an event's history that moved it to `to`.
+fn change_to<'a>(reviews: &'a serde_json::Value, to: &str) -> &'a serde_json::Value {
+    reviews
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["to"] == to)
+        .unwrap_or_else(|| panic!("no change to {to} in {reviews:#}"))
+}
+
+#[test]
+fn an_operator_reviews_and_a_grid_worker_clears_the_case_on_a_phone() {
+    let broker = support::Mosquitto::start();
+    let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
+    // Two zones over the paving where the car parks, in two grids: each parking raises one
+    // event in each.
+    let zones = "  [[cameras.zones]]\n  id = \"paving\"\n  name = \"垃圾桶前人行道\"\n  kind = \"no_parking\"\n  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]\n  dwell_seconds = 6\n  grid = \"第八网格\"\n  responsible_unit = \"示例街道城管中队\"\n\
+                 [[cameras.zones]]\n  id = \"kerb\"\n  name = \"对面路缘\"\n  kind = \"no_parking\"\n  polygon = [[0.05, 0.75], [0.95, 0.75], [0.95, 0.99], [0.05, 0.99]]\n  dwell_seconds = 6\n  grid = \"第九网格\"\n  responsible_unit = \"河西街道城管中队\"\n";
+    let mut node = start("console-review", &broker, zones);
+    add_account(&node.config, "op-wang", "operator", &[]);
+    add_account(&node.config, "li-grid8", "grid_worker", &["第八网格"]);
+    add_account(&node.config, "zhao-grid9", "grid_worker", &["第九网格"]);
+    let base = node.base.clone();
+    let auth = bearer();
+    let get = |path: &str, auth: &str| http("GET", &format!("{base}{path}"), &[auth], None);
+
+    // The first parking's events, one per zone, waiting for review.
+    let until = Instant::now() + Duration::from_secs(90);
+    let (a, b) = loop {
+        let (status, body) = get("/api/events?state=pending", &auth);
+        assert_eq!(status, 200);
+        let list = json(&body);
+        let first = |zone: &str| {
+            list["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["zone"] == zone)
+                .map(|e| e["event_id"].as_str().unwrap().to_string())
+        };
+        if let (Some(a), Some(b)) = (first("paving"), first("kerb")) {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < until,
+            "no event in both zones: {list:#}\n{}",
+            node.daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+
+    // The operator: a wrong password, then the worklist; A confirmed and dispatched, B a false
+    // alarm (reason "other" needs a note: the page asks for it before sending).
+    let shots = node.dir.display().to_string();
+    let review = node_script(&["review", &base, "op-wang", PASSWORD, &a, &b, &shots]);
+    assert!(
+        review["login_error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong name or password"),
+        "{review}"
+    );
+    assert_eq!(review["who"], "op-wang");
+    assert_eq!(
+        review["state_filter"], "pending",
+        "the worklist is the default"
+    );
+    assert!(
+        review["listed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s == "pending"),
+        "{review}"
+    );
+    assert_eq!(
+        review["unit"], "示例街道城管中队",
+        "the zone's unit is proposed"
+    );
+    assert_eq!(review["a_row"], "dispatched", "{review}");
+    assert_eq!(review["b_row"], "false_alarm", "{review}");
+    assert_eq!(
+        review["back_to_pending"], true,
+        "a false alarm can be taken back"
+    );
+    assert!(
+        review["refused"].as_str().unwrap().contains("note"),
+        "{review}"
+    );
+    assert_eq!(
+        review["actions_after_dispatch"],
+        serde_json::json!(["action-cleared", "action-closed"]),
+        "what an operator can do with a dispatched event"
+    );
+    assert_eq!(review["suppressions_visible"], true);
+
+    // A grid worker sees and opens only their grid's events.
+    let token8 = format!(
+        "Authorization: Bearer {}",
+        user(&node.config, &["token", "li-grid8"])
+    );
+    let token9 = format!(
+        "Authorization: Bearer {}",
+        user(&node.config, &["token", "zhao-grid9"])
+    );
+    let open8 = json(&get("/api/events?state=open", &token8).1);
+    assert!(
+        open8["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["grid"] == "第八网格"),
+        "{open8:#}"
+    );
+    assert!(open8["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event_id"] == a.as_str()));
+    assert_eq!(get(&format!("/api/events/{b}"), &token8).0, 403);
+    assert_eq!(get(&format!("/api/events/{a}"), &token9).0, 403);
+    assert_eq!(
+        get("/api/cameras", &token8).0,
+        403,
+        "no live views for grid workers"
+    );
+
+    // On a phone: the start page sends them to their cases; they mark A cleared with a photo.
+    let photo = node.dir.join("phone-photo.jpg");
+    phone_photo(&photo);
+    let phone = node_script(&[
+        "grid",
+        &base,
+        "li-grid8",
+        PASSWORD,
+        &a,
+        &photo.display().to_string(),
+        &shots,
+    ]);
+    let cards = phone["cards"].as_array().unwrap();
+    assert!(cards.iter().all(|c| c["grid"] == "第八网格"), "{phone}");
+    assert!(cards.iter().any(|c| c["id"] == a.as_str()), "{phone}");
+    assert!(!cards.iter().any(|c| c["id"] == b.as_str()), "{phone}");
+    assert!(
+        phone["dispatch"]
+            .as_str()
+            .unwrap()
+            .contains("示例街道城管中队"),
+        "{phone}"
+    );
+    assert!(
+        phone["place"].as_str().unwrap().contains("垃圾桶前人行道"),
+        "{phone}"
+    );
+    assert!(
+        phone["button_height"].as_f64().unwrap() >= 48.0,
+        "a large touch target: {phone}"
+    );
+    assert!(phone["button_width"].as_f64().unwrap() >= 300.0, "{phone}");
+    assert_eq!(
+        phone["overflow"], 0,
+        "one column, nothing wider than the phone: {phone}"
+    );
+    let after = phone["state_after"].as_str().unwrap();
+    assert!(
+        matches!(after, "cleared" | "verified" | "not_cleared"),
+        "{phone}"
+    );
+
+    // The history, from the API (as the admin): who did what, with the worker's photo.
+    let (status, body) = get(&format!("/api/events/{a}"), &auth);
+    assert_eq!(status, 200);
+    let detail = json(&body);
+    let state = detail["event"]["review_state"].as_str().unwrap();
+    assert!(
+        matches!(state, "cleared" | "verified" | "not_cleared"),
+        "{detail:#}"
+    );
+    let reviews = &detail["reviews"];
+    let confirmed = change_to(reviews, "confirmed");
+    assert_eq!(
+        (&confirmed["by"], &confirmed["role"], &confirmed["from"]),
+        (&"op-wang".into(), &"operator".into(), &"pending".into())
+    );
+    let dispatched = change_to(reviews, "dispatched");
+    assert_eq!(dispatched["by"], "op-wang");
+    assert_eq!(dispatched["from"], "confirmed");
+    assert_eq!(dispatched["unit"], "示例街道城管中队");
+    let due = chrono::DateTime::parse_from_rfc3339(dispatched["due"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("due: {e}: {dispatched}"));
+    let ahead = due.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        ahead > chrono::Duration::minutes(90) && ahead < chrono::Duration::minutes(130),
+        "due in about 2 hours: {due}"
+    );
+    assert_eq!(dispatched["note"], "请尽快处理 please move it");
+    let cleared = change_to(reviews, "cleared");
+    assert_eq!(
+        (&cleared["by"], &cleared["role"], &cleared["from"]),
+        (
+            &"li-grid8".into(),
+            &"grid_worker".into(),
+            &"dispatched".into()
+        )
+    );
+    assert_eq!(cleared["note"], "车已驶离 the car has left");
+    let photo_url = cleared["photo_url"].as_str().expect("the worker's photo");
+    let (status, bytes) = get(photo_url, &auth);
+    assert_eq!(status, 200);
+    let kept = image::load_from_memory(&bytes).expect("the photo is a picture");
+    assert_eq!(
+        (kept.width(), kept.height()),
+        (1600, 1200),
+        "the page shrank the 2000×1500 photo to 1600 px"
+    );
+    assert_eq!(
+        get(photo_url, &token8).0,
+        200,
+        "the worker sees their own photo"
+    );
+    assert_eq!(
+        get(photo_url, &token9).0,
+        403,
+        "another grid's worker does not"
+    );
+    assert!(detail["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["kind"] == "review_cleared"));
+    let rejected = json(&get(&format!("/api/events/{b}"), &auth).1);
+    let fa = change_to(&rejected["reviews"], "false_alarm");
+    assert_eq!(
+        (&fa["by"], &fa["reason"]),
+        (&"op-wang".into(), &"other".into())
+    );
+    assert!(fa["note"].as_str().unwrap().contains("kerb opposite"));
+    assert_eq!(rejected["event"]["review_state"], "false_alarm");
+
+    // The same changes went out over MQTT to the command center.
+    assert!(
+        sub.wait_until(Duration::from_secs(10), |r| {
+            let states: Vec<String> = r
+                .iter()
+                .filter(|m| m.topic.contains("/reviews/"))
+                .map(|m| m.json())
+                .filter(|m| m["event_id"] == a.as_str())
+                .map(|m| {
+                    format!(
+                        "{}:{}",
+                        m["state"].as_str().unwrap_or(""),
+                        m["by"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            [
+                "confirmed:op-wang",
+                "dispatched:op-wang",
+                "cleared:li-grid8",
+            ]
+            .iter()
+            .all(|want| states.iter().any(|s| s == want))
+        }),
+        "review messages: {:?}",
+        sub.on("streetwatch/reviews/")
+            .iter()
+            .map(|m| m.text())
+            .collect::<Vec<_>>()
+    );
+
+    // The event browser shows the history with the photo; a login's `next` to another site is
+    // ignored; logging out ends the session.
+    let history = node_script(&["history", &base, "op-wang", PASSWORD, &a, &shots]);
+    assert_eq!(history["landed"], "/", "{history}");
+    let rows: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &rows[..3],
+        ["confirmed", "dispatched", "cleared"],
+        "{history}"
+    );
+    assert!(
+        history["history"][2]["photo"].as_bool().unwrap(),
+        "{history}"
+    );
+    assert!(history["history"][2]["text"]
+        .as_str()
+        .unwrap()
+        .contains("li-grid8"));
+    assert_eq!(history["after_logout"], "/login", "{history}");
+
+    for (shot, min_width) in [
+        ("login-error.png", 1000),
+        ("review-worklist.png", 1000),
+        ("review-dispatched.png", 1000),
+        ("review-false-alarm.png", 1000),
+        ("review-history.png", 1000),
+        ("grid-cases.png", 780),
+        ("grid-clear-form.png", 780),
+        ("grid-cleared.png", 780),
+    ] {
+        let png = image::open(node.dir.join(shot)).unwrap_or_else(|e| panic!("{shot}: {e}"));
+        assert!(png.width() >= min_width, "{shot}: {}", png.width());
+    }
+    node.daemon.stop();
+    sub.assert_payloads_valid();
 }

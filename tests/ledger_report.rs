@@ -245,6 +245,30 @@ impl Expected {
 
     fn assert_matches(&self, got: &Value, what: &str) {
         assert_eq!(got["count"], self.count, "{what}: count");
+        // These replays make no review changes: the review loop's counts are 0, and every
+        // figure divided by or taken over reviewed events is there and null.
+        for zero in [
+            "reviewed",
+            "confirmed",
+            "false_alarms",
+            "rechecked",
+            "verified",
+        ] {
+            assert_eq!(got[zero], 0, "{what}: {zero}");
+        }
+        for null in [
+            "precision",
+            "median_minutes_to_review",
+            "median_minutes_to_dispatch",
+            "median_minutes_to_clear",
+            "recheck_pass_rate",
+        ] {
+            assert!(
+                got.get(null).is_some_and(Value::is_null),
+                "{what}: {null} is {:?}",
+                got.get(null)
+            );
+        }
         assert_eq!(got["open"], self.open, "{what}: open");
         assert_eq!(got["relapses"], self.relapses, "{what}: relapses");
         let total: f64 = self.dwell.iter().sum();
@@ -371,6 +395,26 @@ fn every_number_in_the_report_is_the_events_number() {
     for e in &events {
         places.entry(key("zone", e)).or_default().add(e);
     }
+    // The precision table's rows: every grid and unit with events, whatever `by` is.
+    for (rows, by) in [("review_by_grid", "grid"), ("review_by_unit", "unit")] {
+        let mut want: BTreeMap<String, Expected> = BTreeMap::new();
+        for e in &events {
+            want.entry(key(by, e)).or_default().add(e);
+        }
+        let got = r[rows].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{rows}: {got:#?}");
+        for (k, exp) in &want {
+            let g = got
+                .iter()
+                .find(|g| g["key"] == k.as_str())
+                .unwrap_or_else(|| panic!("{rows}: no row {k}"));
+            exp.assert_matches(g, &format!("{rows}: {k}"));
+        }
+    }
+    let spans = r["time_to_clear"].as_array().unwrap();
+    assert_eq!(spans.len(), 8, "every span of the time-to-clear chart");
+    assert!(spans.iter().all(|b| b["count"] == 0), "nothing was cleared");
+
     let spots = r["hotspots"].as_array().unwrap();
     assert_eq!(spots.len(), places.len());
     for s in spots {
@@ -450,8 +494,13 @@ fn every_number_in_the_report_is_the_events_number() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "by,key,name,events,open,relapses,total_dwell_seconds,median_dwell_seconds"
+        "by,key,name,events,open,relapses,total_dwell_seconds,median_dwell_seconds,\
+         reviewed,confirmed,false_alarms,precision,median_minutes_to_review,\
+         median_minutes_to_dispatch,median_minutes_to_clear,rechecked,verified,recheck_pass_rate"
     );
+    for line in &lines[1..] {
+        assert!(line.ends_with(",0,0,0,,,,,0,0,"), "no reviews: {line}");
+    }
     assert_eq!(lines.len(), 1 + r["groups"].as_array().unwrap().len());
     let table = report(&config, "grid", "table", None);
     assert!(
@@ -463,7 +512,12 @@ fn every_number_in_the_report_is_the_events_number() {
     let html_path = dir.join("report.html");
     report(&config, "grid", "html", Some(&html_path));
     let html = std::fs::read_to_string(&html_path).unwrap();
-    assert_eq!(html.matches("<svg").count(), 2, "daily chart and heat map");
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "daily chart and heat map; no time-to-clear chart without clearances"
+    );
+    assert!(html.contains("No event of this period has been reviewed yet"));
     assert_eq!(
         html.matches("src=\"data:image/jpeg;base64,").count(),
         places.len(),

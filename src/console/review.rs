@@ -41,9 +41,10 @@ pub async fn review(
 ) -> Response {
     let Json(mut req) = match body {
         Ok(b) => b,
+        // 413 for a body over the limit, 400 or 415 for one that is not a review.
         Err(e) => {
             return problem(
-                StatusCode::BAD_REQUEST,
+                e.status(),
                 format!(
                     "{}: send JSON {{\"state\": ..., \"reason\": ..., \"note\": ...}}",
                     e.body_text()

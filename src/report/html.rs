@@ -1,5 +1,6 @@
 //! The report as one self-contained HTML file a leader can open anywhere: charts drawn by
 //! `plotters` as inline SVG, evidence thumbnails as inline JPEG, no scripts, nothing fetched.
+//! With the review loop: a precision table per grid and per unit, and how long clearing took.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -9,7 +10,7 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{human_duration, Figures, Report};
+use super::{human_duration, human_minutes, percent, Figures, Group, Report};
 use crate::scene::EventKind;
 
 /// Colours of event kinds in charts, in the order kinds first appear.
@@ -46,7 +47,8 @@ table {{ border-collapse: collapse; width: 100%; font-size: 14px; }}
 th, td {{ border-bottom: 1px solid #e3e3e3; padding: 6px 8px; text-align: left; vertical-align: middle; }}
 th {{ background: #f5f5f5; }} td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 img.thumb {{ max-width: {THUMB}px; max-height: {THUMB}px; border: 1px solid #ccc; }}
-.none {{ color: #888; }} .relapse {{ color: #d62728; font-weight: bold; }}
+.none {{ color: #888; }} .relapse, .low {{ color: #d62728; font-weight: bold; }}
+h3 {{ font-size: 15px; margin: 16px 0 6px; }}
 figure {{ margin: 8px 0; }} figcaption {{ color: #555; font-size: 13px; }}
 </style></head><body>
 <h1>街面秩序报告 · streetwatch report</h1>
@@ -82,10 +84,29 @@ figure {{ margin: 8px 0; }} figcaption {{ color: #555; font-size: 13px; }}
     figure_row(&mut h, "total", "", &r.totals);
     h.push_str("</table>\n");
 
+    review_loop(&mut h, r);
+    h.push_str("<h2>处置时长 · Time to clear</h2>\n<figure>");
+    if r.totals.review.median_minutes_to_clear.is_none() {
+        h.push_str(r#"<p class="none">No event of this period has been marked cleared yet.</p>"#);
+    } else {
+        h.push_str(&clear_chart(r)?);
+    }
+    let median = r
+        .totals
+        .review
+        .median_minutes_to_clear
+        .map(|m| format!("; median {}", human_minutes(Some(m))))
+        .unwrap_or_default();
+    let _ = writeln!(
+        h,
+        "<figcaption>Events by the time from when the object came to rest to when it was first marked cleared (处置){}.</figcaption></figure>",
+        esc(&median)
+    );
+
     hotspots(&mut h, r);
     relapses(&mut h, r);
 
-    h.push_str("<p class=\"none\">Made by streetwatch from its ledger. Dwell: from when the object came to rest to when it was last seen. Relapse (反弹): an event at a place where another one ended within the relapse window.</p>\n</body></html>\n");
+    h.push_str("<p class=\"none\">Made by streetwatch from its ledger. Dwell: from when the object came to rest to when it was last seen. Relapse (反弹): an event at a place where another one ended within the relapse window. Precision: of the events reviewed, the share whose latest verdict is confirmed (not a false alarm). Re-check pass: of the events the camera re-checked after a clearance, the share it last saw clear.</p>\n</body></html>\n");
     Ok(h)
 }
 
@@ -115,6 +136,12 @@ fn cards(h: &mut String, r: &Report) {
         "dwell 中位数 median",
     );
     card(h, human_duration(t.total_dwell_seconds), "dwell 合计 total");
+    card(h, percent(t.review.precision), "复核准确率 precision");
+    card(
+        h,
+        human_minutes(t.review.median_minutes_to_clear),
+        "处置中位 median to clear",
+    );
     card(
         h,
         if busiest.is_empty() {
@@ -138,6 +165,59 @@ fn figure_row(h: &mut String, key: &str, name: &str, f: &Figures) {
         f.relapses,
         human_duration(f.total_dwell_seconds),
         human_duration(f.median_dwell_seconds)
+    );
+}
+
+/// The precision table per grid and per unit: how much of what the cameras raise is real, and
+/// how fast each grid and unit reviews, dispatches and clears.
+fn review_loop(h: &mut String, r: &Report) {
+    h.push_str("<h2>复核与处置 · Review loop</h2>\n");
+    if r.totals.review.reviewed == 0 {
+        h.push_str("<p class=\"none\">No event of this period has been reviewed yet.</p>\n");
+        return;
+    }
+    for (title, col, rows) in [
+        ("按网格 · By grid", "grid", &r.review_by_grid),
+        ("按责任单位 · By unit", "unit", &r.review_by_unit),
+    ] {
+        let _ = write!(
+            h,
+            "<h3>{title}</h3>\n<table><tr><th>{col}</th><th>events</th><th>reviewed</th><th>confirmed</th><th>false alarms</th><th>precision</th><th>median to review</th><th>median to dispatch</th><th>median to clear</th><th>re-checked</th><th>re-check pass</th></tr>\n"
+        );
+        for g in rows.iter().filter(|g| g.figures.count > 0) {
+            review_row(h, g);
+        }
+        review_row(
+            h,
+            &Group {
+                key: "total".into(),
+                name: String::new(),
+                figures: r.totals.clone(),
+            },
+        );
+        h.push_str("</table>\n");
+    }
+}
+
+fn review_row(h: &mut String, g: &Group) {
+    let f = &g.figures.review;
+    // A precision under one half means most of what the cameras raise there is not real.
+    let low = f.precision.is_some_and(|p| p < 0.5);
+    let _ = writeln!(
+        h,
+        "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n{}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+        esc(&g.key),
+        g.figures.count,
+        f.reviewed,
+        f.confirmed,
+        f.false_alarms,
+        if low { " low" } else { "" },
+        percent(f.precision),
+        human_minutes(f.median_minutes_to_review),
+        human_minutes(f.median_minutes_to_dispatch),
+        human_minutes(f.median_minutes_to_clear),
+        f.rechecked,
+        percent(f.recheck_pass_rate),
     );
 }
 
@@ -226,8 +306,9 @@ fn daily_chart(r: &Report) -> Result<String, String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(44)
-            // A segmented 0..n has n + 1 slots.
-            .build_cartesian_2d((0..days.len() - 1).into_segmented(), 0u64..top)
+            // A segmented 0..n has n + 1 slots; 0..0 has no width and would draw nothing, so
+            // a one-day period gets an empty second slot.
+            .build_cartesian_2d((0..days.len().max(2) - 1).into_segmented(), 0u64..top)
             .map_err(chart_err)?;
         chart
             .configure_mesh()
@@ -279,6 +360,77 @@ fn daily_chart(r: &Report) -> Result<String, String> {
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
+            .map_err(chart_err)?;
+        root.present().map_err(chart_err)?;
+    }
+    Ok(svg)
+}
+
+/// Bars: events per span of time from start to first cleared, each with its count on top.
+fn clear_chart(r: &Report) -> Result<String, String> {
+    let spans = &r.time_to_clear;
+    if spans.is_empty() {
+        return Ok(String::new());
+    }
+    let tallest = spans.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+    // Headroom for the counts above the bars.
+    let top = tallest + tallest / 5 + 1;
+    let color = PALETTE[1];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1100, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(44)
+            // A segmented 0..n has n + 1 slots.
+            .build_cartesian_2d((0..spans.len() - 1).into_segmented(), 0u64..top)
+            .map_err(chart_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(spans.len())
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => {
+                    spans.get(*i).map(|b| b.label.clone()).unwrap_or_default()
+                }
+                _ => String::new(),
+            })
+            .x_desc("from start to cleared")
+            .y_desc("events")
+            .draw()
+            .map_err(chart_err)?;
+        chart
+            .draw_series(spans.iter().enumerate().map(|(i, b)| {
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0),
+                        (SegmentValue::Exact(i + 1), b.count),
+                    ],
+                    color.filled(),
+                );
+                bar.set_margin(0, 0, 10, 10);
+                bar
+            }))
+            .map_err(chart_err)?;
+        let style = TextStyle::from(("sans-serif", 14).into_font())
+            .pos(Pos::new(HPos::Center, VPos::Bottom))
+            .color(&BLACK);
+        chart
+            .draw_series(
+                spans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.count > 0)
+                    .map(|(i, b)| {
+                        Text::new(
+                            b.count.to_string(),
+                            (SegmentValue::CenterOf(i), b.count),
+                            style.clone(),
+                        )
+                    }),
+            )
             .map_err(chart_err)?;
         root.present().map_err(chart_err)?;
     }
@@ -339,7 +491,7 @@ fn heat_map(r: &Report) -> Result<String, String> {
         .max()
         .unwrap_or(60)
         .clamp(60, 320);
-    let height = 80 + 34 * rows.len() as u32;
+    let height = 80 + 34 * rows.len().max(2) as u32;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1100, height)).into_drawing_area();
@@ -350,7 +502,8 @@ fn heat_map(r: &Report) -> Result<String, String> {
             .y_label_area_size(label_width + 10)
             .build_cartesian_2d(
                 (0..23usize).into_segmented(),
-                (0..rows.len() - 1).into_segmented(),
+                // 0..0 has no width: one place gets an empty row above it.
+                (0..rows.len().max(2) - 1).into_segmented(),
             )
             .map_err(chart_err)?;
         chart

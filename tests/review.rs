@@ -464,6 +464,97 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
     assert!(detail["reviews"][2]["photo_url"].is_string());
     assert!(detail["reviews"][3]["photo_url"].is_string());
 
+    // The report's loop figures are what the review messages say.
+    let report = std::process::Command::new(support::binary())
+        .current_dir(support::root())
+        .args(["report", "--config"])
+        .arg(&config)
+        .args(["--since", "2d", "--until", "2099-01-01", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let totals = json(&report.stdout)["totals"].clone();
+    let all_reviews = reviews(&received);
+    let latest = |event: &str, states: &[&str]| {
+        all_reviews
+            .iter()
+            .filter(|m| m["event_id"] == event && states.contains(&m["state"].as_str().unwrap()))
+            .max_by_key(|m| m["seq"].as_u64())
+            .map(|m| m["state"].as_str().unwrap().to_string())
+    };
+    let ids: Vec<String> = events(&received)
+        .iter()
+        .filter(|m| m["type"] == "new")
+        .map(id)
+        .collect();
+    let count = |states: &[&str], want: &str| {
+        ids.iter()
+            .filter(|e| latest(e, states).as_deref() == Some(want))
+            .count() as u64
+    };
+    let verdicts = ["confirmed", "false_alarm"];
+    let (confirmed, false_alarms) = (
+        count(&verdicts, "confirmed"),
+        count(&verdicts, "false_alarm"),
+    );
+    let checks = ["verified", "not_cleared"];
+    let (verified, not_cleared) = (count(&checks, "verified"), count(&checks, "not_cleared"));
+    assert_eq!(
+        (confirmed, false_alarms, verified, not_cleared),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(totals["count"], ids.len() as u64);
+    assert_eq!(totals["confirmed"], confirmed);
+    assert_eq!(totals["false_alarms"], false_alarms);
+    assert_eq!(totals["rechecked"], verified + not_cleared);
+    let ratio = |a: u64, b: u64| a as f64 / (a + b) as f64;
+    assert!((totals["precision"].as_f64().unwrap() - ratio(confirmed, false_alarms)).abs() < 1e-9);
+    assert!(
+        (totals["recheck_pass_rate"].as_f64().unwrap() - ratio(verified, not_cleared)).abs() < 1e-9
+    );
+    // Minutes from each event's start to its first change to a state, negative as 0 (a paced
+    // file camera's clock runs ahead of people's), the median over the events that got there.
+    let median_minutes = |to: &[&str]| {
+        let mut m: Vec<f64> = ids
+            .iter()
+            .filter_map(|e| {
+                let start = events(&received)
+                    .into_iter()
+                    .find(|m| m["event_id"] == e.as_str())
+                    .map(|m| time(&m["start_time"]))?;
+                let first = all_reviews
+                    .iter()
+                    .filter(|m| {
+                        m["event_id"] == e.as_str() && to.contains(&m["state"].as_str().unwrap())
+                    })
+                    .min_by_key(|m| m["seq"].as_u64())?;
+                Some(((time(&first["at"]) - start).num_milliseconds() as f64 / 60_000.0).max(0.0))
+            })
+            .collect();
+        m.sort_by(f64::total_cmp);
+        let n = m.len();
+        (n > 0).then(|| {
+            if n % 2 == 1 {
+                m[n / 2]
+            } else {
+                (m[n / 2 - 1] + m[n / 2]) / 2.0
+            }
+        })
+    };
+    for (field, to) in [
+        ("median_minutes_to_review", &verdicts[..]),
+        ("median_minutes_to_dispatch", &["dispatched"][..]),
+        ("median_minutes_to_clear", &["cleared"][..]),
+    ] {
+        let want = median_minutes(to).unwrap();
+        let got = totals[field].as_f64().unwrap();
+        assert!((got - want).abs() <= 0.01, "{field}: {got} vs {want}");
+    }
+
     // No secret anywhere: the log, the lists and details.
     let mut seen = daemon.log_text();
     for path in [

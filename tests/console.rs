@@ -31,47 +31,7 @@ const TOKEN: &str = "console-T0ken-7f3a";
 /// The password of every account the tests make.
 const PASSWORD: &str = "Str33t-watch-pw";
 
-/// `curl` an URL: (status, body). `body` is sent with `method` when given.
-fn http(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> (u16, Vec<u8>) {
-    let (status, _, body) = http_full(method, url, headers, body);
-    (status, body)
-}
-
-/// `curl` an URL: (status, response headers, body).
-fn http_full(
-    method: &str,
-    url: &str,
-    headers: &[&str],
-    body: Option<&[u8]>,
-) -> (u16, String, Vec<u8>) {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let head = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-g", "--path-as-is", "-X", method, "-o"])
-        .arg(out.path())
-        .arg("-D")
-        .arg(head.path())
-        .args(["-w", "%{http_code}"]);
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    let input = tempfile::NamedTempFile::new().unwrap();
-    if let Some(b) = body {
-        std::fs::write(input.path(), b).unwrap();
-        cmd.arg("--data-binary")
-            .arg(format!("@{}", input.path().display()));
-    }
-    let o = cmd.arg(url).output().expect("curl (Debian package curl)");
-    let status = String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (
-        status,
-        std::fs::read_to_string(head.path()).unwrap_or_default(),
-        std::fs::read(out.path()).unwrap_or_default(),
-    )
-}
+use support::{curl as http, curl_full as http_full};
 
 /// The value of a response header (the name in any case).
 fn header(headers: &str, name: &str) -> Option<String> {
@@ -710,7 +670,7 @@ fn an_operator_reviews_and_a_grid_worker_clears_the_case_on_a_phone() {
     );
     assert_eq!(
         review["actions_after_dispatch"],
-        serde_json::json!(["action-cleared", "action-closed"]),
+        serde_json::json!(["action-cleared", "action-false_alarm", "action-closed"]),
         "what an operator can do with a dispatched event"
     );
     assert_eq!(review["suppressions_visible"], true);

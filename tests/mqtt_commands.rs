@@ -8,27 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use rumqttc::{Client, MqttOptions, QoS};
 use support::{Daemon, Received};
-
-fn publish(port: u16, topic: &str, payload: &str) {
-    let mut opts = MqttOptions::new(
-        format!("test-cmd-{}", support::free_port()),
-        "127.0.0.1",
-        port,
-    );
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = Client::new(opts, 10);
-    client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
-        .unwrap();
-    for ev in conn.iter() {
-        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = ev {
-            break;
-        }
-    }
-    let _ = client.disconnect();
-}
 
 fn config(path: &std::path::Path, clip: &std::path::Path, url: &str, dwell: f64, zones: &str) {
     support::StreetCamera {
@@ -88,7 +68,7 @@ fn zone_switches_and_reloads_from_the_command_center() {
         .find(|(_, m)| m["type"] == "new")
         .unwrap()
         .1;
-    publish(
+    support::publish(
         broker.port,
         "streetwatch/cameras/cam-cmd/zones/south-strip/set",
         "OFF",
@@ -114,7 +94,7 @@ fn zone_switches_and_reloads_from_the_command_center() {
             .as_deref()
             == Some("OFF"))
     );
-    publish(
+    support::publish(
         broker.port,
         "streetwatch/cameras/cam-cmd/zones/south-strip/set",
         "ON",
@@ -128,12 +108,12 @@ fn zone_switches_and_reloads_from_the_command_center() {
     });
 
     // Malformed and unknown commands are answered on the errors topic.
-    publish(
+    support::publish(
         broker.port,
         "streetwatch/cameras/cam-cmd/zones/south-strip/set",
         "maybe",
     );
-    publish(
+    support::publish(
         broker.port,
         "streetwatch/cameras/cam-cmd/zones/no-such-zone/set",
         "ON",
@@ -155,7 +135,7 @@ fn zone_switches_and_reloads_from_the_command_center() {
 
     // A broken config is refused with the file, line and field; the running one stays.
     config(&path, &clip, &broker.url(), -5.0, "");
-    publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
+    support::publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
     wait("no answer to a bad reload", &|r| errors(r).len() >= 3);
     let refusal = errors(&sub.all())[2]["error"].as_str().unwrap().to_string();
     assert!(
@@ -172,7 +152,7 @@ fn zone_switches_and_reloads_from_the_command_center() {
   dwell_seconds = 30
 "#;
     config(&path, &clip, &broker.url(), 8.0, north);
-    publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
+    support::publish(broker.port, "streetwatch/nodes/streetwatch/reload", "");
     wait("the new zone's state was not published", &|r| {
         last_state(r, "north-kerb").as_deref() == Some("ON")
     });

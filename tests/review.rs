@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use rumqttc::{Client, MqttOptions, QoS};
 use serde_json::Value;
 use support::{curl, Daemon, Received};
 
@@ -32,25 +31,6 @@ const PASSWORDS: [(&str, &str); 3] = [
     ("li", "grid8-Pa55word"),
     ("zhao", "grid9-Pa55word"),
 ];
-
-fn publish(port: u16, topic: &str, payload: &str) {
-    let mut opts = MqttOptions::new(
-        format!("test-review-{}", support::free_port()),
-        "127.0.0.1",
-        port,
-    );
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = Client::new(opts, 10);
-    client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
-        .unwrap();
-    for ev in conn.iter() {
-        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = ev {
-            break;
-        }
-    }
-    let _ = client.disconnect();
-}
 
 fn json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
@@ -400,17 +380,17 @@ fn found_reviewed_dispatched_cleared_rechecked_closed() {
     );
 
     // A city platform closes the verified event over MQTT; what it may not do is refused.
-    publish(
+    support::publish(
         broker.port,
         &format!("streetwatch/events/{left_id}/review/set"),
         r#"{"state": "closed", "by": "city-platform", "note": "结案"}"#,
     );
-    publish(
+    support::publish(
         broker.port,
         &format!("streetwatch/events/{right_id}/review/set"),
         r#"{"state": "verified", "by": "city-platform"}"#,
     );
-    publish(
+    support::publish(
         broker.port,
         &format!("streetwatch/events/{right_id}/review/set"),
         "{not json",

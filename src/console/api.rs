@@ -415,6 +415,16 @@ pub async fn event(
             ),
         );
     }
+    // What this login may do with it now, so pages need no copy of the state machine.
+    let review_actions: Vec<&str> = crate::review::ReviewState::parse(&record.review_state)
+        .map(|now| {
+            now.next()
+                .iter()
+                .filter(|to| viewer.role.may_set(**to))
+                .map(|to| to.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
     let reviews: Vec<serde_json::Value> = reviews
         .iter()
         .map(|r| {
@@ -457,6 +467,7 @@ pub async fn event(
         "messages": messages,
         "state_changes": changes,
         "reviews": reviews,
+        "review_actions": review_actions,
     }))
     .into_response()
 }

@@ -198,6 +198,15 @@ pub fn router(console: Arc<Console>) -> Router {
             "/console.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
         )
+        .route(
+            "/console.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SCRIPT,
+                )
+            }),
+        )
         .route("/healthz", get(api::healthz))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
@@ -251,3 +260,4 @@ const EVENTS_PAGE: &str = include_str!("assets/events.html");
 const LOGIN_PAGE: &str = include_str!("assets/login.html");
 const GRID_PAGE: &str = include_str!("assets/grid.html");
 const STYLE: &str = include_str!("assets/console.css");
+const SCRIPT: &str = include_str!("assets/console.js");

@@ -682,10 +682,24 @@ pace = {pace:?}
 
 /// `curl` an URL: (status, body). `body` is sent with `method` when given.
 pub fn curl(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    let (status, _, body) = curl_full(method, url, headers, body);
+    (status, body)
+}
+
+/// `curl` an URL: (status, response headers, body).
+pub fn curl_full(
+    method: &str,
+    url: &str,
+    headers: &[&str],
+    body: Option<&[u8]>,
+) -> (u16, String, Vec<u8>) {
     let out = tempfile::NamedTempFile::new().unwrap();
+    let head = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-g", "--path-as-is", "-X", method, "-o"])
         .arg(out.path())
+        .arg("-D")
+        .arg(head.path())
         .args(["-w", "%{http_code}"]);
     for h in headers {
         cmd.args(["-H", h]);
@@ -701,7 +715,11 @@ pub fn curl(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> (
         .trim()
         .parse()
         .unwrap_or(0);
-    (status, std::fs::read(out.path()).unwrap_or_default())
+    (
+        status,
+        std::fs::read_to_string(head.path()).unwrap_or_default(),
+        std::fs::read(out.path()).unwrap_or_default(),
+    )
 }
 
 /// Adds a console account with `streetwatch user add` (password through the environment).
@@ -734,4 +752,21 @@ pub fn user_token(config: &std::path::Path, name: &str) -> String {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Publishes one message with QoS 1 (a command, as the command center or a platform sends it)
+/// and waits for the broker's acknowledgement.
+pub fn publish(port: u16, topic: &str, payload: &str) {
+    let mut opts = MqttOptions::new(format!("test-pub-{}", free_port()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = Client::new(opts, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .unwrap();
+    for ev in conn.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = ev {
+            break;
+        }
+    }
+    let _ = client.disconnect();
 }

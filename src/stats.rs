@@ -32,6 +32,8 @@ pub struct CameraStats {
     pub open_incidents: usize,
     /// Reconnections since start.
     pub reconnects: u64,
+    /// Times its analysis failed (a panic) and it was started again.
+    pub restarts: u64,
     /// Why evidence photos cannot be written, if they cannot.
     pub storage_error: Option<String>,
     /// Inference time per sampled frame (for `/metrics`).
@@ -87,6 +89,7 @@ impl Default for CameraStats {
             dropped_frames: 0,
             open_incidents: 0,
             reconnects: 0,
+            restarts: 0,
             storage_error: None,
             inference_hist: Histogram::default(),
             decode_hist: Histogram::default(),

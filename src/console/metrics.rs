@@ -52,7 +52,7 @@ pub async fn metrics(
     }
     let cams = c.stats.cameras();
     let mut out = String::new();
-    let per_camera: [(&str, &str, &str, Figure); 5] = [
+    let per_camera: [(&str, &str, &str, Figure); 6] = [
         (
             "streetwatch_camera_fps",
             "gauge",
@@ -70,6 +70,12 @@ pub async fn metrics(
             "counter",
             "Times the stream went reconnecting since start.",
             |s| s.reconnects as f64,
+        ),
+        (
+            "streetwatch_camera_restarts_total",
+            "counter",
+            "Times the camera's analysis failed and was started again.",
+            |s| s.restarts as f64,
         ),
         (
             "streetwatch_camera_dropped_frames_total",

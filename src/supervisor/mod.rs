@@ -3,6 +3,7 @@
 //! `review.rs`: review changes from the console and the command center, and what they ask
 //! of a camera.
 
+mod fault;
 mod review;
 
 use std::cell::{Cell, RefCell};
@@ -161,7 +162,7 @@ impl Supervisor {
         };
         let spawned = std::thread::Builder::new()
             .name(format!("cam-{}", cam.id))
-            .spawn(move || camera_worker(&loaded, &c, det, links));
+            .spawn(move || supervise(&loaded, &c, det, links));
         match spawned {
             Ok(thread) => {
                 self.cameras.insert(
@@ -367,7 +368,7 @@ pub fn camera_worker(
     loaded: &LoadedConfig,
     cam: &CameraConfig,
     detector: Result<Arc<Detector>, String>,
-    links: WorkerLinks,
+    links: &WorkerLinks,
 ) {
     let WorkerLinks {
         tx,
@@ -376,6 +377,7 @@ pub fn camera_worker(
         stop,
         control,
     } = links;
+    let mut fault = fault::Injected::for_camera(&cam.id);
     let tz = loaded.camera_tz(cam);
     let send_status = |state: CameraState,
                        fps: f64,
@@ -473,6 +475,7 @@ pub fn camera_worker(
         };
         fps.borrow_mut().tick();
         last_time.set(Some(frame.time));
+        fault.on_frame(&cam.id);
         // Commands take effect on the frame's time, before it is processed.
         for command in control.try_iter() {
             match command {
@@ -553,6 +556,62 @@ pub fn camera_worker(
     let _ = source::run_feed(&opts, &stop, &mut on_status, &mut on_frame);
     if let Some(t) = last_time.get() {
         send_events(pipeline.finish(t, EndReason::StreamEnded));
+    }
+}
+
+/// Runs a camera's worker and, when its analysis fails (a panic in a model, a decoder or a
+/// rule), reports the camera `offline` with why and starts it again with backoff (1 s doubling
+/// to 30 s; back to 1 s after a minute of good running). The new run takes up the events the
+/// failed one left open, like after a restart of the node. The other cameras never notice.
+fn supervise(
+    loaded: &LoadedConfig,
+    cam: &CameraConfig,
+    detector: Result<Arc<Detector>, String>,
+    links: WorkerLinks,
+) {
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    let mut backoff = FIRST;
+    loop {
+        let began = Instant::now();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            camera_worker(loaded, cam, detector.clone(), &links)
+        }));
+        let Err(panic) = run else { return };
+        if began.elapsed() > std::time::Duration::from_secs(60) {
+            backoff = FIRST;
+        }
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let error = format!(
+            "the camera's analysis failed ({why}); restarting in {} s",
+            backoff.as_secs()
+        );
+        tracing::error!(camera = %cam.id, "{error}");
+        links.stats.update(&cam.id, |s| {
+            s.state = CameraState::Offline;
+            s.restarts += 1;
+        });
+        let _ = links.tx.send(Outbound::CameraStatus {
+            camera: cam.id.clone(),
+            status: CameraStatus {
+                state: CameraState::Offline,
+                fps: 0.0,
+                last_frame_time: None,
+                error: Some(error),
+                storage_error: None,
+            },
+        });
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if links.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
     }
 }
 

@@ -553,7 +553,7 @@ pub fn camera_worker(
             }
         }
     };
-    let _ = source::run_feed(&opts, &stop, &mut on_status, &mut on_frame);
+    let _ = source::run_feed(&opts, stop, &mut on_status, &mut on_frame);
     if let Some(t) = last_time.get() {
         send_events(pipeline.finish(t, EndReason::StreamEnded));
     }

@@ -10,6 +10,9 @@
 //! - `cam-rtsp`'s frame count in `{p}/stats` grows again after the restart;
 //! - `cam-file`'s frame count grows across samples taken before, during and after the outage,
 //!   and that camera never leaves `online`;
+//! - the server stalls (SIGSTOP: connection open, nothing sent): within 35 s (FFmpeg's 10 s
+//!   socket timeout, twice) the camera says `reconnecting` with why, the file camera goes on;
+//!   after SIGCONT it is online again;
 //! - SIGTERM stops the daemon with exit status 0, both cameras end `offline`, and nothing panicked.
 //!
 //! Skipped (with a notice) only when the clip is not fetched; a missing GStreamer / PyGObject
@@ -381,7 +384,7 @@ fn rtsp_camera_reconnects_while_file_camera_keeps_going() {
     );
 
     // 4. The server comes back on the same port: online again, frames resume.
-    let _server2 = start_rtsp_server(rtsp_port, &clip, &artifacts.join("rtsp-server-2.log"));
+    let server2 = start_rtsp_server(rtsp_port, &clip, &artifacts.join("rtsp-server-2.log"));
     let restarted = Instant::now();
     let (online2, _) = watch.wait_status(
         "online status after the restart",
@@ -439,7 +442,49 @@ fn rtsp_camera_reconnects_while_file_camera_keeps_going() {
         "{FILE_CAM} frame counts went backwards: {counts:?}"
     );
 
-    // 5. SIGTERM: a clean exit, both cameras offline, no panic anywhere.
+    // 5. The server stalls (SIGSTOP: the connection stays open and nothing comes, as a hung
+    // camera does): FFmpeg's 10 s socket timeout cuts the read (about 20 s in all: the RTSP
+    // demuxer waits twice), and the camera says it is reconnecting, and why;
+    // the file camera goes on; after SIGCONT the camera is back online.
+    support::signal(server2.pid(), "STOP");
+    let stalled = Instant::now();
+    let (stall, status) = watch.wait_status(
+        "reconnecting status after the stall",
+        RTSP_CAM,
+        online2 + 1,
+        |v| state(v) != "online",
+    );
+    let noticed = stalled.elapsed();
+    if state(&status) != "reconnecting" || status["error"].as_str().unwrap_or("").is_empty() {
+        watch.fail(&format!("after the stall the status was {status}"));
+    }
+    if noticed > Duration::from_secs(35) {
+        watch.fail(&format!("the stall was noticed only after {noticed:?}"));
+    }
+    eprintln!(
+        "{:>5.1}s stall noticed after {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        noticed.as_secs_f64(),
+        status["error"]
+    );
+    let file_stalled = frames(
+        &watch.wait_stats("the file camera during the stall", stalled, |s| {
+            frames(s, FILE_CAM) > file_after
+        }),
+        FILE_CAM,
+    );
+    support::signal(server2.pid(), "CONT");
+    let resumed = Instant::now();
+    watch.wait_status("online status after the stall", RTSP_CAM, stall + 1, |v| {
+        state(v) == "online"
+    });
+    eprintln!(
+        "{:>5.1}s online again {:.1}s after SIGCONT; {FILE_CAM} {file_stalled} frames",
+        started.elapsed().as_secs_f64(),
+        resumed.elapsed().as_secs_f64()
+    );
+
+    // 6. SIGTERM: a clean exit, both cameras offline, no panic anywhere.
     let shutdown = Instant::now();
     let kill = Command::new("kill")
         .args(["-TERM", &daemon.pid().to_string()])

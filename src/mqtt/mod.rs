@@ -112,6 +112,11 @@ impl Topics {
         format!("{}/events/+/review/set", self.prefix)
     }
 
+    /// `{p}/events/{event_id}/review/set`.
+    pub fn review_set(&self, event_id: &str) -> String {
+        format!("{}/events/{event_id}/review/set", self.prefix)
+    }
+
     /// The event id of a `{p}/events/{event_id}/review/set` topic.
     pub fn parse_review_set<'a>(&self, topic: &'a str) -> Option<&'a str> {
         let id = topic
@@ -326,6 +331,7 @@ mod tests {
             Some("cam-z-1-2")
         );
         assert_eq!(t.parse_review_set("sw/events/a/b/review/set"), None);
+        assert_eq!(t.parse_review_set(&t.review_set("e-1")), Some("e-1"));
         assert_eq!(t.parse_review_set("sw/events//review/set"), None);
         assert_eq!(t.zone_state("c", "z"), "sw/cameras/c/zones/z/state");
     }

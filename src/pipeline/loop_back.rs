@@ -66,11 +66,6 @@ impl CameraPipeline {
         });
     }
 
-    /// Re-checks under way.
-    pub fn rechecks_pending(&self) -> usize {
-        self.rechecks.len()
-    }
-
     /// Leaves the thing of a rejected event alone while it stays; ends its open event
     /// (`false_alarm`) and returns that `end`.
     pub fn suppress(
@@ -84,14 +79,11 @@ impl CameraPipeline {
     /// [`Self::suppress`], finding the thing (when its event is not open here) if it is at
     /// rest at its place by `seen`.
     fn silence(&mut self, s: &Suppression, seen: DateTime<Utc>) -> Vec<crate::event::EventMessage> {
-        let kind: Option<EventKind> =
-            serde_json::from_value(serde_json::Value::String(s.kind.clone())).ok();
-        let Some(kind) = kind else {
+        let Some(kind) = EventKind::parse(&s.kind) else {
             tracing::error!(camera = %self.camera.id, "suppression {} has an unknown kind {:?}", s.id, s.kind);
             return Vec::new();
         };
-        let b = s.bbox;
-        let place = BBox::from_array(b);
+        let place = BBox::from_array(s.bbox);
         tracing::info!(camera = %self.camera.id, suppression = s.id, event_id = %s.event_id, "suppressing a false alarm's object while it stays");
         match self
             .incidents
@@ -105,11 +97,6 @@ impl CameraPipeline {
     /// Lifts a suppression (removed from the console).
     pub fn unsuppress(&mut self, id: i64) -> bool {
         self.incidents.unsilence(id)
-    }
-
-    /// Suppressions in force on this camera.
-    pub fn suppressions(&self) -> Vec<i64> {
-        self.incidents.silenced()
     }
 
     /// Loads what the last run left: active suppressions and cleared events not re-checked.
@@ -127,13 +114,11 @@ impl CameraPipeline {
         match self.ledger.awaiting_recheck(&self.camera.id) {
             Ok(list) => {
                 for due in list {
-                    let b = due.bbox;
-                    let place = BBox::from_array(b);
                     self.recheck(
                         RecheckRequest {
                             event_id: due.event_id,
                             zone_id: due.zone,
-                            place,
+                            place: BBox::from_array(due.bbox),
                             cleared_at: Some(due.cleared),
                         },
                         now,

@@ -577,9 +577,9 @@ fn chart_err(e: impl std::fmt::Display) -> String {
 
 /// `暴露垃圾 exposed_garbage` for a kind the national table knows, else the kind as is.
 fn kind_label(kind: &str) -> String {
-    serde_json::from_value::<EventKind>(serde_json::Value::String(kind.to_string()))
+    EventKind::parse(kind)
         .map(|k| format!("{} {kind}", k.default_category().1))
-        .unwrap_or_else(|_| kind.to_string())
+        .unwrap_or_else(|| kind.to_string())
 }
 
 /// A small JPEG of the picture, base64; None when the file is gone or unreadable.

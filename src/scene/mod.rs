@@ -89,6 +89,11 @@ impl EventKind {
         }
     }
 
+    /// The kind of a name used in topics and messages (`illegal_parking`, ...).
+    pub fn parse(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+
     /// Default GB/T 30428.2 category code and Chinese name (数字城管 event code).
     pub fn default_category(self) -> (&'static str, &'static str) {
         match self {

@@ -302,10 +302,7 @@ impl Supervisor {
                             "note": request.note,
                         });
                         CommandError::new(
-                            &format!(
-                                "{}/events/{event_id}/review/set",
-                                self.loaded.config.mqtt.topic_prefix
-                            ),
+                            &topics.review_set(&event_id),
                             payload.to_string().as_bytes(),
                             e.to_string(),
                         )

@@ -51,7 +51,7 @@ fn detection(c: &mut Criterion) {
         c.bench_function(&format!("{name}/preprocess"), |b| {
             b.iter(|| preprocess::prepare(&img, &spec, &mut input))
         });
-        preprocess::prepare(&img, &spec, &mut input);
+        preprocess::prepare(&img, &spec, &mut input).unwrap_or_else(|e| panic!("{e}"));
         c.bench_function(&format!("{name}/inference"), |b| {
             b.iter(|| det.infer(&input).map(|o| o.len()))
         });

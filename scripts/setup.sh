@@ -3,10 +3,13 @@
 #   1. the Debian packages in scripts/debian-packages.txt (only the missing ones);
 #   2. ONNX Runtime 1.32 (libonnxruntime.so, loaded by `ort` at run time) from the onnxruntime
 #      wheel on PyPI, into $STREETWATCH_CACHE/onnxruntime/;
-#   3. the model weights, sample video and photos in scripts/assets.tsv, into
+#   3. a Python venv at $STREETWATCH_CACHE/py (Debian's python3-opencv and python3-numpy through
+#      --system-site-packages, onnxruntime 1.32 from PyPI) for scripts/reference_detections.py
+#      (tests/preprocess_agreement.rs) and the Python benchmarks;
+#   4. the model weights, sample video and photos in scripts/assets.tsv, into
 #      $STREETWATCH_CACHE/assets/, copied from $STREETWATCH_ASSETS (e.g. ../shared/assets) or
 #      downloaded from their upstream URLs, every file checked against its sha256;
-#   4. playwright-core from the npm registry into tests/console/node_modules, for the console's
+#   5. playwright-core from the npm registry into tests/console/node_modules, for the console's
 #      browser test (it drives Debian's chromium and downloads no browser of its own).
 #
 # Idempotent: a second run only checks (about a second). Run it through `make setup`, or as
@@ -152,7 +155,49 @@ PY
     fi
 }
 
-# --- 3. Assets -------------------------------------------------------------------------------
+# --- 3. Python reference environment ------------------------------------------------------
+
+# A venv made from Debian's /usr/bin/python3 with --system-site-packages: cv2 and numpy are
+# Debian's (the OpenCV 4.6 and libjpeg the `opencv` crate links), onnxruntime the same release as
+# the library of step 2, from PyPI (PIP_INDEX_URL is honoured). The wheel is checked against
+# ORT_WHEEL_SHA256 when it is that wheel (CPython 3.11, $ORT_PLATFORM, as on Debian 12).
+python_env() {
+    local venv=$CACHE/py
+    local check="import sys, cv2, numpy, onnxruntime; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')"
+    if [[ -x $venv/bin/python3 ]] && "$venv/bin/python3" -c "$check" >/dev/null 2>&1; then
+        say "python env: $venv has cv2, numpy and onnxruntime $ORT_VERSION"
+        return 0
+    fi
+    /usr/bin/python3 -c 'import cv2, numpy' >/dev/null 2>&1 ||
+        die "python env: /usr/bin/python3 cannot import cv2 and numpy: apt-get install python3-opencv python3-numpy (scripts/debian-packages.txt)"
+    if [[ ! -x $venv/bin/python3 ]]; then
+        say "python env: creating $venv"
+        rm -rf -- "$venv"
+        /usr/bin/python3 -m venv --system-site-packages "$venv" ||
+            die "python env: cannot create the venv $venv: apt-get install python3-venv"
+    fi
+    local tmp
+    tmp=$(mktemp -d)
+    TMP_DIRS+=("$tmp")
+    say "python env: installing onnxruntime==$ORT_VERSION from PyPI into $venv"
+    "$venv/bin/python3" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        "onnxruntime==$ORT_VERSION" -d "$tmp" ||
+        die "python env: pip download of onnxruntime==$ORT_VERSION failed (is PyPI reachable? PIP_INDEX_URL is honoured)"
+    local -a wheels=("$tmp"/onnxruntime-*.whl)
+    [[ ${#wheels[@]} -eq 1 && -f ${wheels[0]} ]] ||
+        die "python env: expected one onnxruntime wheel in $tmp, found: ${wheels[*]}"
+    if [[ $(basename "${wheels[0]}") == "onnxruntime-$ORT_VERSION-cp311-cp311-$ORT_PLATFORM.whl" &&
+        $(sha_of "${wheels[0]}") != "$ORT_WHEEL_SHA256" ]]; then
+        die "python env: checksum mismatch for $(basename "${wheels[0]}") (not installed)"
+    fi
+    "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check --only-binary=:all: "${wheels[0]}" ||
+        die "python env: pip install of onnxruntime==$ORT_VERSION and its dependencies into $venv failed (is PyPI reachable? PIP_INDEX_URL is honoured)"
+    "$venv/bin/python3" -c "$check" ||
+        die "python env: $venv still cannot import cv2, numpy and onnxruntime $ORT_VERSION"
+    say "python env: ready ($venv/bin/python3)"
+}
+
+# --- 4. Assets -------------------------------------------------------------------------------
 
 assets() {
     local table=$ROOT/scripts/assets.tsv
@@ -285,7 +330,7 @@ assets() {
     say "assets: ${n_ok} up to date, ${n_copied} copied, ${n_downloaded} downloaded, ${n_skipped} optional skipped (in $dest)"
 }
 
-# Step 4: the console's browser test drives Debian's chromium with playwright-core.
+# Step 5: the console's browser test drives Debian's chromium with playwright-core.
 console_test_tools() {
     local dir=$ROOT/tests/console
     local want
@@ -309,5 +354,6 @@ console_test_tools() {
 
 apt_packages
 onnxruntime
+python_env
 assets
 console_test_tools

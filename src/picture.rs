@@ -7,7 +7,7 @@
 use image::{GrayImage, RgbImage};
 use opencv::core::{self as cv, Mat, Rect, Size};
 use opencv::prelude::*;
-use opencv::{boxed_ref::BoxedRef, imgproc};
+use opencv::{boxed_ref::BoxedRef, imgcodecs, imgproc};
 
 use crate::geometry::BBox;
 
@@ -15,6 +15,42 @@ pub use opencv::Error as PictureError;
 
 /// Result of an OpenCV call.
 pub type Result<T> = std::result::Result<T, PictureError>;
+
+/// Reads a picture file (JPEG, PNG, ...) as `cv2.imread` does: OpenCV's decoders (for JPEG
+/// the system's libjpeg, as Debian's python3-opencv uses), EXIF orientation applied, any bit
+/// depth or channel count made 8-bit colour; then BGR to RGB.
+pub fn read(path: &std::path::Path) -> Result<RgbImage> {
+    let name = path.to_str().ok_or_else(|| {
+        PictureError::new(
+            cv::StsBadArg,
+            format!("{}: the path is not UTF-8", path.display()),
+        )
+    })?;
+    let bgr = imgcodecs::imread(name, imgcodecs::IMREAD_COLOR)?;
+    if bgr.empty() || bgr.typ() != cv::CV_8UC3 {
+        return Err(PictureError::new(
+            cv::StsError,
+            format!(
+                "{}: unreadable, or not a picture OpenCV can decode",
+                path.display()
+            ),
+        ));
+    }
+    let mut rgb = RgbImage::new(bgr.cols() as u32, bgr.rows() as u32);
+    // Converted straight into the picture's buffer: same size and type, so OpenCV writes there.
+    let buffer = rgb.as_ptr();
+    let mut view =
+        Mat::new_rows_cols_with_bytes_mut::<cv::Vec3b>(bgr.rows(), bgr.cols(), &mut rgb)?;
+    imgproc::cvt_color_def(&bgr, &mut view, imgproc::COLOR_BGR2RGB)?;
+    if view.data() != buffer {
+        return Err(PictureError::new(
+            cv::StsError,
+            format!("{}: colour conversion wrote elsewhere", path.display()),
+        ));
+    }
+    drop(view);
+    Ok(rgb)
+}
 
 /// A read-only OpenCV view of an RGB picture (no copy).
 pub fn rgb_view(img: &RgbImage) -> Result<BoxedRef<'_, Mat>> {
@@ -322,6 +358,16 @@ mod tests {
             .unwrap();
         assert!(red.colour_similarity(&red_again) > 0.85);
         assert!(red.colour_similarity(&blue) < 0.5);
+    }
+
+    #[test]
+    fn reads_a_picture_as_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        let img = scene(100, [200, 30, 30], 1.0);
+        img.save(&path).unwrap();
+        assert_eq!(read(&path).unwrap(), img);
+        assert!(read(&dir.path().join("missing.jpg")).is_err());
     }
 
     #[test]

@@ -116,9 +116,8 @@ pub fn run(opts: &TrialOptions) -> Result<Vec<FrameResult>> {
         .map(|e| e.to_string_lossy().to_lowercase())
         .unwrap_or_default();
     if PICTURE_EXTENSIONS.contains(&ext.as_str()) {
-        let img = image::open(&opts.input)
-            .with_context(|| format!("{}: cannot read the picture", opts.input.display()))?
-            .to_rgb8();
+        // Decoded as `cv2.imread` decodes it, so results compare with OpenCV-based references.
+        let img = crate::picture::read(&opts.input).context("cannot read the picture")?;
         each(0.0, &img, false)?;
     } else {
         let mut dec = VideoDecoder::open(&opts.input.display().to_string(), Default::default())?;

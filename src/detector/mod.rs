@@ -97,6 +97,9 @@ pub enum DetectorError {
     /// Weights or runtime missing.
     #[error(transparent)]
     Asset(#[from] crate::assets::AssetError),
+    /// The frame could not be fitted into the model input.
+    #[error(transparent)]
+    Input(#[from] preprocess::PrepareError),
     /// ONNX Runtime refused.
     #[error("model {model}: {why}")]
     Runtime {
@@ -462,7 +465,7 @@ impl Detector {
         let mut timing = DetectTiming::default();
         let t0 = Instant::now();
         let mut input = Vec::new();
-        let transform = preprocess::prepare(img, &self.manifest.input, &mut input);
+        let transform = preprocess::prepare(img, &self.manifest.input, &mut input)?;
         timing.preprocess = t0.elapsed();
 
         let t1 = Instant::now();

@@ -1,10 +1,25 @@
-//! Fitting a frame into the model input: resize with the interpolation the model's reference
-//! used (OpenCV's INTER_LINEAR, INTER_AREA or INTER_CUBIC, reproduced so our results match
-//! references computed with OpenCV), pad, reorder channels, normalize, NCHW or NHWC.
+//! Fitting a frame into the model input as the model's reference does it with OpenCV: resize
+//! with OpenCV's own `resize` (INTER_LINEAR, INTER_AREA or INTER_CUBIC, as the manifest says)
+//! on a view of the frame, so the pixels are exactly those `cv2.resize` gives the reference;
+//! then pad, reorder channels and normalize into the tensor in one pass, NCHW or NHWC.
 
 use image::RgbImage;
+use opencv::core::{Mat, Size};
+use opencv::imgproc;
+use opencv::prelude::*;
 
 use super::manifest::{ColorOrder, InputSpec, Interpolation, ResizeMode, TensorOrder};
+
+/// Why a frame could not be fitted into the model input.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The frame has no pixels.
+    #[error("cannot fit an empty {0}x{1} frame into the model input")]
+    Empty(u32, u32),
+    /// OpenCV refused (resize, or viewing the frame).
+    #[error("resizing the frame for the model input: {0}")]
+    OpenCv(#[from] opencv::Error),
+}
 
 /// How input coordinates map back to frame pixels: `frame = (input - offset) / scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,208 +47,126 @@ impl InputTransform {
 }
 
 /// Writes `img` into `out` (length 3·W·H, in the spec's order) and returns the transform.
-pub fn prepare(img: &RgbImage, spec: &InputSpec, out: &mut Vec<f32>) -> InputTransform {
+pub fn prepare(
+    img: &RgbImage,
+    spec: &InputSpec,
+    out: &mut Vec<f32>,
+) -> Result<InputTransform, PrepareError> {
     let [iw, ih] = spec.size;
     let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Err(PrepareError::Empty(w, h));
+    }
     let (nw, nh, ox, oy, sx, sy) = match spec.resize {
         ResizeMode::Stretch => (iw, ih, 0, 0, iw as f32 / w as f32, ih as f32 / h as f32),
         ResizeMode::LetterboxTopLeft | ResizeMode::LetterboxCenter => {
-            let r = (iw as f32 / w as f32).min(ih as f32 / h as f32);
-            let nw = ((w as f32 * r) as u32).clamp(1, iw);
-            let nh = ((h as f32 * r) as u32).clamp(1, ih);
+            // In f64 and truncated, as the references' `int(w * r)` in Python: f32 gives a
+            // pixel less on some sizes (2592x1936 -> 415 wide instead of 416).
+            let r = (ih as f64 / h as f64).min(iw as f64 / w as f64);
+            let nw = ((w as f64 * r) as u32).clamp(1, iw);
+            let nh = ((h as f64 * r) as u32).clamp(1, ih);
             let (ox, oy) = if spec.resize == ResizeMode::LetterboxCenter {
                 ((iw - nw) / 2, (ih - nh) / 2)
             } else {
                 (0, 0)
             };
             // Boxes map back with r, as the references (YOLOX, NanoDet) do.
-            (nw, nh, ox, oy, r, r)
+            (nw, nh, ox, oy, r as f32, r as f32)
         }
     };
-    let plane = (iw * ih) as usize;
-    out.clear();
-    out.resize(plane * 3, 0.0);
-    // Channel c of the model reads channel `src[c]` of our RGB frame.
+    let resized;
+    let pixels: &[u8] = if (nw, nh) == (w, h) {
+        img.as_raw()
+    } else {
+        let mut m = Mat::default();
+        imgproc::resize(
+            &crate::picture::rgb_view(img)?,
+            &mut m,
+            Size::new(nw as i32, nh as i32),
+            0.0,
+            0.0,
+            match spec.interpolation {
+                Interpolation::Linear => imgproc::INTER_LINEAR,
+                Interpolation::Area => imgproc::INTER_AREA,
+                Interpolation::Cubic => imgproc::INTER_CUBIC,
+            },
+        )?;
+        resized = m;
+        resized.data_bytes()?
+    };
+    // Model channel c reads channel src[c] of our RGB pixels; lut[c][v] is byte v normalized.
     let src = match spec.color {
         ColorOrder::Rgb => [0usize, 1, 2],
         ColorOrder::Bgr => [2usize, 1, 0],
     };
-    let inv_std = spec.std.map(|v| 1.0 / v);
-    let norm = |c: usize, v: f32| (v - spec.mean[c]) * inv_std[c];
-    for c in 0..3 {
-        let pad = norm(c, spec.pad_value);
-        match spec.order {
-            TensorOrder::Nchw => out[c * plane..(c + 1) * plane].fill(pad),
-            TensorOrder::Nhwc => out.iter_mut().skip(c).step_by(3).for_each(|v| *v = pad),
-        }
-    }
-    let resized = resample(img, nw, nh, spec.interpolation);
-    let (nw, nh, iw) = (nw as usize, nh as usize, iw as usize);
+    let norm = |c: usize, v: f32| (v - spec.mean[c]) / spec.std[c];
+    let lut: [[f32; 256]; 3] = std::array::from_fn(|c| std::array::from_fn(|v| norm(c, v as f32)));
+    let pad: [f32; 3] = std::array::from_fn(|c| norm(c, spec.pad_value));
+    let (iw, ih, nw, nh) = (iw as usize, ih as usize, nw as usize, nh as usize);
     let (ox, oy) = (ox as usize, oy as usize);
+    let plane = iw * ih;
+    out.clear();
+    out.resize(plane * 3, 0.0);
+    // Every element written once, row by row: padding, or a resized pixel.
     match spec.order {
-        // One output plane at a time, written in order.
         TensorOrder::Nchw => {
-            for (c, &ch) in src.iter().enumerate() {
-                let (mean, scale) = (spec.mean[c], inv_std[c]);
-                for y in 0..nh {
-                    let row = &resized[y * nw * 3..(y + 1) * nw * 3];
-                    let base = c * plane + (y + oy) * iw + ox;
-                    for (o, px) in out[base..base + nw].iter_mut().zip(row.chunks_exact(3)) {
-                        *o = (px[ch] - mean) * scale;
-                    }
+            let (p0, rest) = out.split_at_mut(plane);
+            let (p1, p2) = rest.split_at_mut(plane);
+            let rows = p0
+                .chunks_exact_mut(iw)
+                .zip(p1.chunks_exact_mut(iw))
+                .zip(p2.chunks_exact_mut(iw));
+            for (y, ((r0, r1), r2)) in rows.enumerate() {
+                let Some(line) = y
+                    .checked_sub(oy)
+                    .filter(|&sy| sy < nh)
+                    .map(|sy| &pixels[sy * nw * 3..(sy + 1) * nw * 3])
+                else {
+                    r0.fill(pad[0]);
+                    r1.fill(pad[1]);
+                    r2.fill(pad[2]);
+                    continue;
+                };
+                for (c, r) in [&mut *r0, &mut *r1, &mut *r2].into_iter().enumerate() {
+                    r[..ox].fill(pad[c]);
+                    r[ox + nw..].fill(pad[c]);
+                }
+                let dst = r0[ox..ox + nw]
+                    .iter_mut()
+                    .zip(&mut r1[ox..ox + nw])
+                    .zip(&mut r2[ox..ox + nw]);
+                for (((o0, o1), o2), px) in dst.zip(line.chunks_exact(3)) {
+                    *o0 = lut[0][px[src[0]] as usize];
+                    *o1 = lut[1][px[src[1]] as usize];
+                    *o2 = lut[2][px[src[2]] as usize];
                 }
             }
         }
         TensorOrder::Nhwc => {
-            for y in 0..nh {
-                let row = &resized[y * nw * 3..(y + 1) * nw * 3];
-                let base = ((y + oy) * iw + ox) * 3;
-                for (o, px) in out[base..base + nw * 3]
-                    .chunks_exact_mut(3)
-                    .zip(row.chunks_exact(3))
-                {
+            for (y, row) in out.chunks_exact_mut(iw * 3).enumerate() {
+                let line = y
+                    .checked_sub(oy)
+                    .filter(|&sy| sy < nh)
+                    .map(|sy| &pixels[sy * nw * 3..(sy + 1) * nw * 3]);
+                for (x, o) in row.chunks_exact_mut(3).enumerate() {
+                    let px = line.and_then(|l| {
+                        x.checked_sub(ox)
+                            .filter(|&sx| sx < nw)
+                            .map(|sx| &l[sx * 3..sx * 3 + 3])
+                    });
                     for c in 0..3 {
-                        o[c] = norm(c, px[src[c]]);
+                        o[c] = px.map_or(pad[c], |p| lut[c][p[src[c]] as usize]);
                     }
                 }
             }
         }
     }
-    InputTransform {
+    Ok(InputTransform {
         scale_x: sx,
         scale_y: sy,
         offset_x: ox as f32,
         offset_y: oy as f32,
-    }
-}
-
-/// Source indices and weights that make one destination pixel along an axis.
-type Taps = Vec<Vec<(usize, f32)>>;
-
-/// The same taps laid out flat (destination `d` uses entries `offsets[d]..offsets[d + 1]`), so
-/// the inner loops walk contiguous memory.
-struct FlatTaps {
-    offsets: Vec<usize>,
-    index: Vec<usize>,
-    weight: Vec<f32>,
-}
-
-impl From<Taps> for FlatTaps {
-    fn from(t: Taps) -> Self {
-        let mut f = FlatTaps {
-            offsets: vec![0],
-            index: Vec::new(),
-            weight: Vec::new(),
-        };
-        for taps in t {
-            for (i, w) in taps {
-                f.index.push(i);
-                f.weight.push(w);
-            }
-            f.offsets.push(f.index.len());
-        }
-        f
-    }
-}
-
-/// Resizes to `nw`x`nh` in two separable passes; returns RGB values rounded to 0..255 like the
-/// uint8 result of OpenCV's `resize`.
-fn resample(img: &RgbImage, nw: u32, nh: u32, how: Interpolation) -> Vec<f32> {
-    let (w, h) = img.dimensions();
-    let xs = FlatTaps::from(taps(w, nw, how));
-    let ys = taps(h, nh, how);
-    let raw = img.as_raw();
-    let (w, nw) = (w as usize, nw as usize);
-    // Horizontal pass over the source rows the vertical pass needs.
-    let mut needed = vec![false; h as usize];
-    ys.iter().flatten().for_each(|&(i, _)| needed[i] = true);
-    let mut rows = vec![0f32; h as usize * nw * 3];
-    for (y, _) in needed.iter().enumerate().filter(|(_, n)| **n) {
-        let src = &raw[y * w * 3..(y + 1) * w * 3];
-        let dst = &mut rows[y * nw * 3..(y + 1) * nw * 3];
-        for (dx, px) in dst.chunks_exact_mut(3).enumerate() {
-            let (mut r, mut g, mut b) = (0f32, 0f32, 0f32);
-            for k in xs.offsets[dx]..xs.offsets[dx + 1] {
-                let (s, wt) = (xs.index[k] * 3, xs.weight[k]);
-                r += src[s] as f32 * wt;
-                g += src[s + 1] as f32 * wt;
-                b += src[s + 2] as f32 * wt;
-            }
-            px[0] = r;
-            px[1] = g;
-            px[2] = b;
-        }
-    }
-    let mut out = vec![0f32; nh as usize * nw * 3];
-    for (dy, t) in ys.iter().enumerate() {
-        let dst = &mut out[dy * nw * 3..(dy + 1) * nw * 3];
-        for &(sy, wt) in t {
-            let row = &rows[sy * nw * 3..(sy + 1) * nw * 3];
-            for (d, s) in dst.iter_mut().zip(row) {
-                *d += s * wt;
-            }
-        }
-        for v in dst.iter_mut() {
-            *v = v.round().clamp(0.0, 255.0);
-        }
-    }
-    out
-}
-
-/// Per destination index along one axis, the source taps, as OpenCV computes them
-/// (half-pixel centres, edges clamped).
-fn taps(src: u32, dst: u32, how: Interpolation) -> Taps {
-    let scale = src as f64 / dst as f64;
-    let last = src as i64 - 1;
-    let clamp = |i: i64| i.clamp(0, last) as usize;
-    match how {
-        Interpolation::Area if scale > 1.0 => (0..dst)
-            .map(|d| {
-                // The source interval this pixel covers, each source pixel weighted by overlap.
-                let (a, b) = (d as f64 * scale, (d + 1) as f64 * scale);
-                let mut t = Vec::new();
-                let mut i = a.floor() as i64;
-                while (i as f64) < b {
-                    let overlap = (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
-                    if overlap > 1e-9 {
-                        t.push((clamp(i), (overlap / scale) as f32));
-                    }
-                    i += 1;
-                }
-                t
-            })
-            .collect(),
-        Interpolation::Cubic => (0..dst)
-            .map(|d| {
-                let s = (d as f64 + 0.5) * scale - 0.5;
-                let i = s.floor() as i64;
-                let f = s - i as f64;
-                cubic_weights(f)
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &wt)| (clamp(i - 1 + k as i64), wt as f32))
-                    .collect()
-            })
-            .collect(),
-        // Linear, and Area when enlarging (OpenCV falls back to bilinear there).
-        _ => (0..dst)
-            .map(|d| {
-                let s = ((d as f64 + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (s.floor() as i64).min(last);
-                let f = (s - i0 as f64) as f32;
-                vec![(clamp(i0), 1.0 - f), (clamp(i0 + 1), f)]
-            })
-            .collect(),
-    }
-}
-
-/// OpenCV's bicubic kernel (A = -0.75) at fractional offset `x`.
-fn cubic_weights(x: f64) -> [f64; 4] {
-    const A: f64 = -0.75;
-    let w0 = ((A * (x + 1.0) - 5.0 * A) * (x + 1.0) + 8.0 * A) * (x + 1.0) - 4.0 * A;
-    let w1 = ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
-    let w2 = ((A + 2.0) * (1.0 - x) - (A + 3.0)) * (1.0 - x) * (1.0 - x) + 1.0;
-    [w0, w1, w2, 1.0 - w0 - w1 - w2]
+    })
 }
 
 #[cfg(test)]
@@ -260,7 +193,7 @@ mod tests {
     fn letterbox_pads_and_swaps_channels() {
         let img = RgbImage::from_pixel(16, 8, image::Rgb([10, 20, 30]));
         let mut out = Vec::new();
-        let t = prepare(&img, &spec(ResizeMode::LetterboxTopLeft), &mut out);
+        let t = prepare(&img, &spec(ResizeMode::LetterboxTopLeft), &mut out).unwrap();
         assert_eq!(t.scale_x, 0.5);
         // Top-left pixel: blue first (BGR).
         assert_eq!((out[0], out[64], out[128]), (30.0, 20.0, 10.0));
@@ -274,21 +207,47 @@ mod tests {
     fn centered_letterbox_offsets() {
         let img = RgbImage::from_pixel(16, 8, image::Rgb([1, 2, 3]));
         let mut out = Vec::new();
-        let t = prepare(&img, &spec(ResizeMode::LetterboxCenter), &mut out);
+        let t = prepare(&img, &spec(ResizeMode::LetterboxCenter), &mut out).unwrap();
         assert_eq!((t.offset_x, t.offset_y), (0.0, 2.0));
         assert_eq!(out[0], 114.0);
         assert_eq!(out[2 * 8], 3.0);
+        assert_eq!(out[6 * 8], 114.0);
     }
 
     #[test]
-    fn nhwc_interleaves_channels() {
-        let img = RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]));
-        let mut s = spec(ResizeMode::Stretch);
+    fn letterbox_size_is_truncated_as_the_python_references_do() {
+        // int(450 * (416 / 800)) = 234 in f64; f32 arithmetic gives 233.
+        let img = RgbImage::from_pixel(800, 450, image::Rgb([10, 20, 30]));
+        let mut s = spec(ResizeMode::LetterboxTopLeft);
+        s.size = [416, 416];
+        let mut out = Vec::new();
+        prepare(&img, &s, &mut out).unwrap();
+        assert_eq!(out[233 * 416], 30.0);
+        assert_eq!(out[234 * 416], 114.0);
+    }
+
+    #[test]
+    fn nhwc_interleaves_channels_and_pads() {
+        let img = RgbImage::from_pixel(8, 4, image::Rgb([1, 2, 3]));
+        let mut s = spec(ResizeMode::LetterboxCenter);
         s.order = TensorOrder::Nhwc;
         s.color = ColorOrder::Rgb;
         let mut out = Vec::new();
-        prepare(&img, &s, &mut out);
-        assert_eq!(&out[..6], &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        prepare(&img, &s, &mut out).unwrap();
+        assert_eq!(&out[..3], &[114.0; 3]);
+        assert_eq!(&out[2 * 24..2 * 24 + 6], &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn normalizes_with_mean_and_std_per_channel() {
+        let img = RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 51]));
+        let mut s = spec(ResizeMode::Stretch);
+        s.color = ColorOrder::Rgb;
+        s.mean = [127.5, 0.0, 0.0];
+        s.std = [127.5, 1.0, 255.0];
+        let mut out = Vec::new();
+        prepare(&img, &s, &mut out).unwrap();
+        assert_eq!((out[0], out[64], out[128]), (1.0, 0.0, 0.2));
     }
 
     #[test]
@@ -298,19 +257,22 @@ mod tests {
         for (x, v) in [0u8, 100, 200, 50].iter().enumerate() {
             img.put_pixel(x as u32, 0, image::Rgb([*v; 3]));
         }
-        let r = resample(&img, 2, 1, Interpolation::Area);
-        assert_eq!((r[0], r[3]), (50.0, 125.0));
+        let mut s = spec(ResizeMode::Stretch);
+        s.size = [2, 1];
+        s.interpolation = Interpolation::Area;
+        let mut out = Vec::new();
+        prepare(&img, &s, &mut out).unwrap();
+        assert_eq!((out[0], out[1]), (50.0, 125.0));
         // Linear at exactly half samples between the same pairs.
-        let l = resample(&img, 2, 1, Interpolation::Linear);
-        assert_eq!((l[0], l[3]), (50.0, 125.0));
+        s.interpolation = Interpolation::Linear;
+        prepare(&img, &s, &mut out).unwrap();
+        assert_eq!((out[0], out[1]), (50.0, 125.0));
     }
 
     #[test]
-    fn cubic_weights_sum_to_one_and_interpolate() {
-        for f in [0.0, 0.25, 0.5, 0.9] {
-            let w = cubic_weights(f);
-            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        }
-        assert_eq!(cubic_weights(0.0), [0.0, 1.0, 0.0, 0.0]);
+    fn an_empty_frame_is_an_error() {
+        let mut out = Vec::new();
+        let err = prepare(&RgbImage::new(0, 0), &spec(ResizeMode::Stretch), &mut out);
+        assert!(matches!(err, Err(PrepareError::Empty(0, 0))));
     }
 }

@@ -26,7 +26,7 @@ endif
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup need-cargo build demo test eval bench bench-camera lint clean-cache
+.PHONY: help setup need-cargo build demo test eval bench bench-camera bench-scale lint clean-cache
 
 help:
 	@echo 'streetwatch targets:'
@@ -37,6 +37,9 @@ help:
 	@echo '  make eval         build + streetwatch eval: real clips and composed scenarios against their truth'
 	@echo '  make bench        setup + cargo bench --locked'
 	@echo '  make bench-camera build + CPU per camera-minute of a 1080p25 camera (keyframes, 1 detection / 2 s)'
+	@echo '  make bench-scale  build + N cameras (1080p main + D1 detect stream) on one daemon, RTSP and files:'
+	@echo '                    cores, CPU-s per camera-minute, MB per camera, lag, drops; the Python peer for'
+	@echo '                    the ratio (N=20 DURATION=600 WARMUP=60 RTSP_CAMERAS MAIN_ONLY=1 PEER=0)'
 	@echo '  make lint         cargo fmt --check + cargo clippy (warnings are errors)'
 	@echo '  make clean-cache  remove the fetched ONNX Runtime and assets from $(CACHE)'
 	@echo 'Variables: CACHE (default .cache), STREETWATCH_ASSETS (folder with a copy of the assets,'
@@ -69,6 +72,11 @@ bench: setup need-cargo
 
 bench-camera: build
 	bash scripts/bench_camera.sh
+
+# N, DURATION, WARMUP, RTSP_CAMERAS, MAIN_ONLY, SESSIONS, PEER, PEER_PLAYS reach the script from
+# the environment or the make command line: `DURATION=120 N=20 make bench-scale`.
+bench-scale: build
+	bash scripts/bench_scale.sh
 
 lint: setup need-cargo
 	$(CARGO) fmt --check

@@ -5,6 +5,10 @@ pipeline clock, as a camera would send).
 
     /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --file clip.mp4 --path /cam
 
+More streams from one server (scripts/bench_scale.sh: many cameras, a main and a sub-stream
+each): `--mount PATH=FILE[@K]`, repeated; `@K` starts that stream at the file's K-th keyframe
+(modulo their number), so cameras serving the same file do not all show the same moment.
+
 The file's H.264 track is demuxed once into memory and fed through an `appsrc`, loop after loop,
 with timestamps that keep going forward, so the stream never ends and never jumps back (a
 `concat` of the file with itself failed to preroll about one time in three). The media is shared:
@@ -62,9 +66,10 @@ def die_with_parent():
 
 def read_access_units(path):
     """Demuxes the file's H.264 track into byte-stream access units:
-    (data, pts, duration, keyframe), times in ns from the first frame, and the caps."""
+    (data, pts, duration, keyframe), times in ns from the first frame, and the caps. SPS and
+    PPS go in front of every keyframe, as cameras send them, so a stream can start at any."""
     pipe = Gst.parse_launch(
-        "filesrc name=src ! qtdemux ! h264parse ! "
+        "filesrc name=src ! qtdemux ! h264parse config-interval=-1 ! "
         "video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
     )
     pipe.get_by_name("src").set_property("location", path)
@@ -107,13 +112,32 @@ def read_access_units(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--file", required=True)
+    ap.add_argument("--file", help="the clip served at --path")
     ap.add_argument("--path", default="/cam")
+    ap.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="PATH=FILE[@K]",
+        help="one more stream: FILE at PATH, starting at its K-th keyframe (repeatable)",
+    )
     args = ap.parse_args()
 
-    if not os.path.isfile(args.file):
-        print(f"rtsp_server.py: no such file: {args.file}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    mounts = []  # (path, file, first keyframe)
+    if args.file:
+        mounts.append((args.path, args.file, 0))
+    for m in args.mount:
+        path, sep, rest = m.partition("=")
+        file, _, k = rest.rpartition("@") if "@" in rest else (rest, "", "0")
+        if not sep or not path.startswith("/") or not file or not k.isdigit():
+            ap.error(f"--mount {m!r}: expected /PATH=FILE or /PATH=FILE@K")
+        mounts.append((path, file, int(k)))
+    if not mounts:
+        ap.error("give --file (with --path) or at least one --mount")
+    for _, file, _ in mounts:
+        if not os.path.isfile(file):
+            print(f"rtsp_server.py: no such file: {file}", file=sys.stderr, flush=True)
+            sys.exit(2)
     die_with_parent()
 
     Gst.init(None)
@@ -125,41 +149,53 @@ def main():
     if missing:
         fail(f"GStreamer elements not found: {', '.join(missing)}")
 
-    units, caps = read_access_units(args.file)
-    period = units[-1][1] + units[-1][2]
+    clips = {}  # file -> (units, caps), each file demuxed once
 
-    def configure(_factory, media):
-        """Each prepared media plays the access units from the start, loop after loop, with
-        timestamps that keep going (loop n is shifted by n periods)."""
-        src = media.get_element().get_by_name("src")
-        src.set_property("caps", caps)
-        state = {"i": 0}
+    def configure_for(units, caps, first):
+        period = units[-1][1] + units[-1][2]
+        keys = [i for i, u in enumerate(units) if u[3]] or [0]
+        start = keys[first % len(keys)]
 
-        def need_data(appsrc, _length):
-            n = state["i"]
-            state["i"] = n + 1
-            data, pts, dur, key = units[n % len(units)]
-            buf = Gst.Buffer.new_wrapped(data)
-            buf.pts = buf.dts = pts + (n // len(units)) * period
-            buf.duration = dur
-            if not key:
-                buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
-            appsrc.emit("push-buffer", buf)
+        def configure(_factory, media):
+            """Each prepared media plays the access units from its first one (the start, or
+            the K-th keyframe), loop after loop, with timestamps that keep going (loop n is
+            shifted by n periods) and start at 0."""
+            src = media.get_element().get_by_name("src")
+            src.set_property("caps", caps)
+            state = {"i": start}
 
-        src.connect("need-data", need_data)
+            def need_data(appsrc, _length):
+                n = state["i"]
+                state["i"] = n + 1
+                data, pts, dur, key = units[n % len(units)]
+                buf = Gst.Buffer.new_wrapped(data)
+                buf.pts = buf.dts = pts + (n // len(units)) * period - units[start][1]
+                buf.duration = dur
+                if not key:
+                    buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
+                appsrc.emit("push-buffer", buf)
+
+            src.connect("need-data", need_data)
+
+        return configure
 
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = GstRtspServer.RTSPMediaFactory()
-    # The sinks inside the server sync on the buffers' times: the stream goes out in real time.
-    factory.set_launch(
-        "( appsrc name=src format=time is-live=false ! h264parse ! "
-        "rtph264pay name=pay0 pt=96 config-interval=1 )"
-    )
-    factory.set_shared(True)
-    factory.connect("media-configure", configure)
-    server.get_mount_points().add_factory(args.path, factory)
+    for path, file, first in mounts:
+        if file not in clips:
+            clips[file] = read_access_units(file)
+        units, caps = clips[file]
+        factory = GstRtspServer.RTSPMediaFactory()
+        # The sinks inside the server sync on the buffers' times: the stream goes out in real
+        # time.
+        factory.set_launch(
+            "( appsrc name=src format=time is-live=false ! h264parse ! "
+            "rtph264pay name=pay0 pt=96 config-interval=1 )"
+        )
+        factory.set_shared(True)
+        factory.connect("media-configure", configure_for(units, caps, first))
+        server.get_mount_points().add_factory(path, factory)
     if server.attach(None) == 0:
         print(
             f"rtsp_server.py: cannot listen on 127.0.0.1:{args.port}",

@@ -36,6 +36,12 @@ pub struct CameraStats {
     pub restarts: u64,
     /// Why evidence photos cannot be written, if they cannot.
     pub storage_error: Option<String>,
+    /// How far the latest processed frame is behind the wall clock, seconds (stream time of a
+    /// live camera is its arrival time: this is the time the frame waited and was analysed).
+    pub lag_seconds: f64,
+    /// With `detect_url`: why the main stream gave no evidence photo the last time, if it did
+    /// not (the photos then come from the detect stream).
+    pub main_stream_error: Option<String>,
     /// Inference time per sampled frame (for `/metrics`).
     #[serde(skip)]
     pub inference_hist: Histogram,
@@ -91,6 +97,8 @@ impl Default for CameraStats {
             reconnects: 0,
             restarts: 0,
             storage_error: None,
+            lag_seconds: 0.0,
+            main_stream_error: None,
             inference_hist: Histogram::default(),
             decode_hist: Histogram::default(),
             events: BTreeMap::new(),

@@ -20,13 +20,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::rtsp::{read, start_rtsp_server, Proc};
 use support::{Mosquitto, Received, Subscriber};
 
 const CLIP: &str = "video/intel_car-detection.mp4";
@@ -35,102 +34,6 @@ const RTSP_CAM: &str = "cam-rtsp";
 const FILE_CAM: &str = "cam-file";
 /// Per step; generous for a loaded two-core machine, the whole test normally takes ~20 s.
 const STEP: Duration = Duration::from_secs(60);
-const PYTHON: &str = "/usr/bin/python3";
-const PACKAGES: &str = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
-                        gstreamer1.0-plugins-bad";
-
-/// A child process killed (SIGKILL) and reaped on drop, so a failing test leaves nothing behind.
-struct Proc {
-    name: &'static str,
-    child: Child,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() && matches!(self.child.try_wait(), Ok(None)) {
-            eprintln!("killing {} (pid {})", self.name, self.child.id());
-        }
-        self.kill();
-    }
-}
-
-/// Starts the RTSP server on `port` and waits for its "ready"; its stderr goes to `log`.
-fn start_rtsp_server(port: u16, clip: &Path, log: &Path) -> Proc {
-    let script = support::root().join("tests/support/rtsp_server.py");
-    assert!(
-        Path::new(PYTHON).exists(),
-        "{PYTHON} not found: the RTSP test server needs Debian's python3 with GStreamer \
-         (apt-get install {PACKAGES})"
-    );
-    let child = Command::new(PYTHON)
-        .arg(&script)
-        .args(["--port", &port.to_string(), "--path", "/cam", "--file"])
-        .arg(clip)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {PYTHON} {}: {e}", script.display()));
-    let mut server = Proc {
-        name: "rtsp server",
-        child,
-    };
-    let stdout = server.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let until = Instant::now() + STEP;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) if line.trim() == "ready" => break,
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = server.child.wait().ok();
-                panic!(
-                    "the RTSP server exited before it was ready ({status:?}):\n{}",
-                    read(log)
-                );
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > until => {
-                panic!(
-                    "the RTSP server was not ready within {STEP:?}:\n{}",
-                    read(log)
-                )
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-    }
-    assert!(
-        support::wait_for_port(port, Duration::from_secs(10)),
-        "the RTSP server said ready but nothing listens on {port}"
-    );
-    server
-}
-
-fn read(path: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s
-}
 
 fn write_config(dir: &Path, broker: &str, rtsp_port: u16, clip: &Path) -> PathBuf {
     let storage = dir.join("data");

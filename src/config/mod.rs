@@ -504,8 +504,13 @@ pub struct CameraConfig {
     /// Human name (e.g. the road junction).
     #[serde(default)]
     pub name: String,
-    /// `rtsp://…`, `http(s)://…`, `file://…` or a plain file path.
+    /// `rtsp://…`, `http(s)://…`, `file://…` or a plain file path: the main stream, whose
+    /// frames are the evidence photos (and what is analysed when there is no `detect_url`).
     pub url: String,
+    /// The camera's sub-stream (e.g. 704×576): detection, tracking and the change map run on
+    /// it, evidence still comes from `url`. None: everything runs on `url`.
+    #[serde(default)]
+    pub detect_url: Option<String>,
     /// Run detection on one frame every this many seconds of video time.
     #[serde(default = "d_detect_every")]
     pub detect_every_seconds: f64,

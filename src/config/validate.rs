@@ -354,6 +354,19 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         if cam.url.trim().is_empty() {
             push(at(&[Key("url")]), "camera url must not be empty".into());
         }
+        match cam.detect_url.as_deref().map(str::trim) {
+            Some("") => push(
+                at(&[Key("detect_url")]),
+                "must not be empty: give the camera's sub-stream url, or remove the line".into(),
+            ),
+            Some(d) if d == cam.url.trim() => push(
+                at(&[Key("detect_url")]),
+                "is the same as url: give the camera's sub-stream (e.g. …/Streaming/Channels/102 \
+                 on Hikvision, …&subtype=1 on Dahua), or remove the line"
+                    .into(),
+            ),
+            _ => {}
+        }
         if !(cam.detect_every_seconds.is_finite() && cam.detect_every_seconds > 0.0) {
             push(
                 at(&[Key("detect_every_seconds")]),

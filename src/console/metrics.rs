@@ -52,7 +52,7 @@ pub async fn metrics(
     }
     let cams = c.stats.cameras();
     let mut out = String::new();
-    let per_camera: [(&str, &str, &str, Figure); 6] = [
+    let per_camera: [(&str, &str, &str, Figure); 7] = [
         (
             "streetwatch_camera_fps",
             "gauge",
@@ -82,6 +82,12 @@ pub async fn metrics(
             "counter",
             "Damaged packets dropped plus sampled frames not processed.",
             |s| s.dropped_frames as f64,
+        ),
+        (
+            "streetwatch_camera_lag_seconds",
+            "gauge",
+            "How far the latest processed frame is behind the wall clock, seconds.",
+            |s| s.lag_seconds,
         ),
         (
             "streetwatch_camera_open_incidents",

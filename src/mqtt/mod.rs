@@ -191,6 +191,9 @@ pub struct CameraStatus {
     pub error: Option<String>,
     /// Why evidence photos cannot be written (full disk, permissions); null when they can.
     pub storage_error: Option<String>,
+    /// With `detect_url`: why the main stream gave no evidence photo (they come from the detect
+    /// stream meanwhile); null when it works or the camera has one stream.
+    pub main_stream_error: Option<String>,
 }
 
 /// Something to publish.

@@ -22,7 +22,7 @@ use crate::incidents::{EndReason, Incident, IncidentBook, IncidentChange, Phase}
 use crate::ledger::{self, Ledger};
 use crate::motion::{self, MotionMap};
 use crate::scene::{Scene, SceneReport, ZoneKind};
-use crate::source::Frame;
+use crate::source::{Frame, MainStream};
 use crate::tracker::{Sight, Track, Tracker};
 
 pub use loop_back::RecheckRequest;
@@ -121,8 +121,24 @@ pub struct CameraPipeline {
     review: crate::config::ReviewConfig,
     /// Cleared events whose place the camera is looking at again.
     rechecks: Vec<loop_back::Recheck>,
+    /// With `detect_url`: the main stream, where evidence photos come from.
+    main: Option<MainStream>,
+    /// The main stream's photo of the latest frame that needed one (one grab serves every event
+    /// of a frame).
+    main_photo: Option<(DateTime<Utc>, EvidenceFrame)>,
+    /// Why the main stream gave no photo the last time it was asked; None once it did.
+    main_error: Option<String>,
     /// The last run's suppressions and re-checks are to be loaded at the next frame.
     loop_back_due: bool,
+}
+
+/// The picture an event's photos are made from, and when it shows the street.
+#[derive(Debug, Clone)]
+struct EvidenceFrame {
+    time: DateTime<Utc>,
+    image: Arc<image::RgbImage>,
+    /// Set when the main stream failed and the detect stream's frame stands in: why.
+    fallback: Option<String>,
 }
 
 /// An event of the last run, not ended, with what is needed to continue or end it.
@@ -161,7 +177,7 @@ impl Photos<'_> {
     fn take(
         &self,
         inc: &Incident,
-        frame: &Frame,
+        frame: &EvidenceFrame,
         rest_start: Option<&RestPhoto>,
     ) -> Result<Vec<event::EvidenceRef>, EvidenceError> {
         let day = frame
@@ -288,6 +304,12 @@ impl CameraPipeline {
             review: cfg.review.clone(),
             rechecks: Vec::new(),
             loop_back_due: false,
+            main: camera
+                .detect_url
+                .is_some()
+                .then(|| MainStream::new(&camera.url)),
+            main_photo: None,
+            main_error: None,
         })
     }
 
@@ -350,6 +372,56 @@ impl CameraPipeline {
     /// Why evidence cannot be written now, if it cannot (for the camera's status).
     pub fn storage_error(&self) -> Option<&str> {
         self.storage_error.as_deref()
+    }
+
+    /// Why the main stream gave no evidence photo the last time (cameras with `detect_url`).
+    pub fn main_stream_error(&self) -> Option<&str> {
+        self.main_error.as_deref()
+    }
+
+    /// The picture for this frame's evidence: the main stream's (taken once per frame) when the
+    /// camera has a detect stream, else the frame itself; the frame stands in when the main
+    /// stream fails, saying why.
+    fn evidence_frame(&mut self, frame: &Frame) -> EvidenceFrame {
+        let own = |fallback: Option<String>| EvidenceFrame {
+            time: frame.time,
+            image: frame.image.clone(),
+            fallback,
+        };
+        let Some(main) = &self.main else {
+            return own(None);
+        };
+        if let Some((t, photo)) = &self.main_photo {
+            if *t == frame.time {
+                return photo.clone();
+            }
+        }
+        let photo = match main.grab(frame.pts) {
+            Ok(p) => {
+                tracing::debug!(camera = %self.camera.id, delay = ?p.delay, "photo from the main stream");
+                if self.main_error.take().is_some() {
+                    tracing::info!(camera = %self.camera.id, "the main stream gives photos again");
+                }
+                EvidenceFrame {
+                    time: frame.time
+                        + chrono::Duration::from_std(p.delay)
+                            .unwrap_or_else(|_| chrono::Duration::zero()),
+                    image: Arc::new(p.image),
+                    fallback: None,
+                }
+            }
+            Err(e) => {
+                let (w, h) = frame.image.dimensions();
+                let why = format!(
+                    "main stream unavailable ({e}): photos taken from the detect stream ({w}x{h})"
+                );
+                tracing::warn!(camera = %self.camera.id, "{why}");
+                self.main_error = Some(e.to_string());
+                own(Some(why))
+            }
+        };
+        self.main_photo = Some((frame.time, photo.clone()));
+        photo
     }
 
     /// Number of open incidents.
@@ -672,6 +744,11 @@ impl CameraPipeline {
     fn emit(&mut self, changes: Vec<IncidentChange>, frame: Option<&Frame>) -> Vec<EventMessage> {
         let mut out = Vec::new();
         for change in changes {
+            // Taken first: the main stream's photo needs the pipeline mutably.
+            let shot = match (change.take_evidence, frame) {
+                (true, Some(frame)) => Some(self.evidence_frame(frame)),
+                _ => None,
+            };
             let inc = &change.incident;
             let Some(zone) = self.scene.zone(&inc.zone_id) else {
                 continue;
@@ -704,7 +781,8 @@ impl CameraPipeline {
                 );
             }
             let mut evidence = Vec::new();
-            if let (true, Some(frame)) = (change.take_evidence, frame) {
+            let fallback = shot.as_ref().and_then(|s| s.fallback.clone());
+            if let Some(shot) = shot {
                 let rest_start = (change.phase == Phase::New)
                     .then(|| self.rest_photos.get(&(inc.zone_id.clone(), inc.track_id)))
                     .flatten();
@@ -714,7 +792,7 @@ impl CameraPipeline {
                     tz: self.tz,
                     zone: &zone.polygon,
                 };
-                match photos.take(inc, frame, rest_start) {
+                match photos.take(inc, &shot, rest_start) {
                     Ok(refs) => {
                         if self.storage_error.take().is_some() {
                             tracing::info!(camera = %self.camera.id, "evidence is written again");
@@ -755,6 +833,8 @@ impl CameraPipeline {
                     Some(self.storage_error.clone().unwrap_or_else(|| {
                         "no evidence photo could be written for this event".into()
                     }));
+            } else if fallback.is_some() {
+                msg.evidence_missing = fallback;
             }
             if let Err(e) =
                 self.ledger

@@ -2,6 +2,7 @@
 //! reconnection and status for live cameras.
 
 mod decode;
+mod main_stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
 pub use decode::{redact, DecodeError, DecodedFrame, VideoDecoder};
+pub use main_stream::{MainPhoto, MainStream};
 
 use crate::config::DecodeMode;
 
@@ -20,6 +22,8 @@ use crate::config::DecodeMode;
 pub struct Frame {
     /// Stream time of the frame.
     pub time: DateTime<Utc>,
+    /// Seconds from the start of the stream (of this play of a file, of this connection).
+    pub pts: f64,
     /// The picture (RGB), shared: the pipeline keeps it for evidence, the live view shows it.
     pub image: Arc<RgbImage>,
     /// The picture small and grey, for motion analysis (see [`small_size`]).
@@ -54,6 +58,7 @@ impl Frame {
         });
         Self {
             time,
+            pts: 0.0,
             image: Arc::new(image),
             small,
             next_small: None,
@@ -210,6 +215,7 @@ pub fn run_feed(
                 );
                 on_frame(Frame {
                     time,
+                    pts: f.pts,
                     image: Arc::new(f.image),
                     small: f.small,
                     next_small: f.next_small,

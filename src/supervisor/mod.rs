@@ -349,6 +349,7 @@ impl Supervisor {
 /// Whether a camera must reconnect to apply a new config (its stream or model changed).
 fn stream_changed(old: &CameraConfig, new: &CameraConfig) -> bool {
     old.url != new.url
+        || old.detect_url != new.detect_url
         || old.model != new.model
         || old.decode != new.decode
         || old.detect_every_seconds != new.detect_every_seconds
@@ -357,6 +358,11 @@ fn stream_changed(old: &CameraConfig, new: &CameraConfig) -> bool {
         || old.detect_regions != new.detect_regions
         || old.context_every_seconds != new.context_every_seconds
         || old.time_zone != new.time_zone
+}
+
+/// How far a frame's stream time is behind the wall clock now, seconds (0 when ahead).
+fn lag_seconds(time: DateTime<Utc>) -> f64 {
+    ((Utc::now() - time).num_milliseconds() as f64 / 1000.0).max(0.0)
 }
 
 /// Runs one camera until `stop` or the end of its file: frames through the pipeline,
@@ -376,22 +382,23 @@ pub fn camera_worker(
     } = links;
     let mut fault = fault::Injected::for_camera(&cam.id);
     let tz = loaded.camera_tz(cam);
-    let send_status = |state: CameraState,
-                       fps: f64,
-                       last: Option<DateTime<Utc>>,
-                       error: Option<String>,
-                       storage_error: Option<String>| {
-        let _ = tx.send(Outbound::CameraStatus {
-            camera: cam.id.clone(),
-            status: CameraStatus {
-                state,
-                fps,
-                last_frame_time: last.map(|t| event::local_time(t, tz)),
-                error,
-                storage_error,
-            },
-        });
-    };
+    // What the status topic says beside the state: evidence storage and main-stream trouble.
+    let storage_error: RefCell<Option<String>> = RefCell::new(None);
+    let main_error: RefCell<Option<String>> = RefCell::new(None);
+    let send_status =
+        |state: CameraState, fps: f64, last: Option<DateTime<Utc>>, error: Option<String>| {
+            let _ = tx.send(Outbound::CameraStatus {
+                camera: cam.id.clone(),
+                status: CameraStatus {
+                    state,
+                    fps,
+                    last_frame_time: last.map(|t| event::local_time(t, tz)),
+                    error,
+                    storage_error: storage_error.borrow().clone(),
+                    main_stream_error: main_error.borrow().clone(),
+                },
+            });
+        };
     let pipeline =
         detector.and_then(|d| CameraPipeline::new(loaded, cam, d).map_err(|e| e.to_string()));
     let mut pipeline = match pipeline {
@@ -399,7 +406,7 @@ pub fn camera_worker(
         Err(e) => {
             tracing::error!(camera = %cam.id, "camera not started: {e}");
             stats.update(&cam.id, |s| s.state = CameraState::Offline);
-            send_status(CameraState::Offline, 0.0, None, Some(e), None);
+            send_status(CameraState::Offline, 0.0, None, Some(e));
             return;
         }
     };
@@ -422,7 +429,8 @@ pub fn camera_worker(
         }
     };
     let opts = FeedOptions {
-        url: cam.url.clone(),
+        // With a sub-stream, the analysis runs on it; the main stream is for evidence only.
+        url: cam.detect_url.clone().unwrap_or_else(|| cam.url.clone()),
         decode: cam.decode,
         detect_every_seconds: cam.detect_every_seconds,
         pace: cam.pace,
@@ -432,7 +440,6 @@ pub fn camera_worker(
     };
     // Both callbacks read these; the feed calls them one at a time.
     let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);
-    let storage_error: RefCell<Option<String>> = RefCell::new(None);
     let fps = RefCell::new(FpsMeter::default());
     let mut on_status = |s: StatusChange| {
         tracing::info!(camera = %cam.id, state = ?s.state, error = ?s.error, "camera status");
@@ -442,13 +449,7 @@ pub fn camera_worker(
             }
             st.state = s.state;
         });
-        send_status(
-            s.state,
-            fps.borrow().value(),
-            last_time.get(),
-            s.error,
-            storage_error.borrow().clone(),
-        );
+        send_status(s.state, fps.borrow().value(), last_time.get(), s.error);
     };
     let mut on_frame = |frame: source::Frame| {
         let live_frame = |frame: source::Frame, detections: &[crate::detector::Detection]| {
@@ -518,6 +519,7 @@ pub fn camera_worker(
                     s.last_frame_time = Some(event::local_time(frame.time, tz));
                     s.record_timing(&outcome.timing, frame.decode);
                     s.dropped_frames += frame.damaged;
+                    s.lag_seconds = lag_seconds(frame.time);
                     s.open_incidents = pipeline.open_incidents();
                     for m in outcome.messages.iter().filter(|m| m.phase == Phase::New) {
                         *s.events.entry(m.kind.clone()).or_default() += 1;
@@ -530,18 +532,18 @@ pub fn camera_worker(
                 let time = frame.time;
                 // The frame is done with: it moves to the live view, uncopied.
                 live.put(&cam.id, live_frame(frame, &outcome.detections));
-                // The status topic says when evidence cannot be written, and when it can again.
-                let now_error = pipeline.storage_error().map(str::to_string);
-                if *storage_error.borrow() != now_error {
-                    storage_error.replace(now_error.clone());
-                    stats.update(&cam.id, |s| s.storage_error = now_error.clone());
-                    send_status(
-                        CameraState::Online,
-                        fps.borrow().value(),
-                        Some(time),
-                        None,
-                        now_error,
-                    );
+                // The status topic says when evidence cannot be written or the main stream
+                // gives no photo, and when it works again.
+                let now_storage = pipeline.storage_error().map(str::to_string);
+                let now_main = pipeline.main_stream_error().map(str::to_string);
+                if *storage_error.borrow() != now_storage || *main_error.borrow() != now_main {
+                    storage_error.replace(now_storage.clone());
+                    main_error.replace(now_main.clone());
+                    stats.update(&cam.id, |s| {
+                        s.storage_error = now_storage;
+                        s.main_stream_error = now_main;
+                    });
+                    send_status(CameraState::Online, fps.borrow().value(), Some(time), None);
                 }
             }
             Err(e) => {
@@ -599,6 +601,7 @@ fn supervise(
                 last_frame_time: None,
                 error: Some(error),
                 storage_error: None,
+                main_stream_error: None,
             },
         });
         let until = Instant::now() + backoff;

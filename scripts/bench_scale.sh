@@ -21,6 +21,8 @@
 #   --rtsp K         [RTSP_CAMERAS, min(N, 20)]  cameras served over RTSP; the rest are files
 #   --main-only      [MAIN_ONLY=1]          no detect_url: everything runs on the 1080p stream
 #   --sessions S     [SESSIONS, nproc]      ONNX Runtime sessions ([detector] sessions)
+#   --full-detect S  [FULL_DETECT, 0]       cameras' full_detect_seconds: skip the model while
+#                                           nothing changes in the zones, a full pass every S s
 #   --no-peer        [PEER=0]               skip the Python peer
 #   --peer-plays P   [PEER_PLAYS, 2]        minutes of video the peer reads (plays of the clip)
 # STREETWATCH_BIN: another build to measure. Files of the run go to out/bench/scale/.
@@ -48,6 +50,7 @@ RTSP_CAMERAS=${RTSP_CAMERAS:-}
 MAIN_ONLY=${MAIN_ONLY:-0}
 SESSIONS=${SESSIONS:-$(nproc)}
 PEER=${PEER:-1}
+FULL_DETECT=${FULL_DETECT:-0}
 PEER_PLAYS=${PEER_PLAYS:-2}
 
 say() { printf 'bench-scale: %s\n' "$*"; }
@@ -63,12 +66,13 @@ while (($#)); do
         --main-only) MAIN_ONLY=1; shift ;;
         --sessions) SESSIONS=$2; shift 2 ;;
         --no-peer) PEER=0; shift ;;
+        --full-detect) FULL_DETECT=$2; shift 2 ;;
         --peer-plays) PEER_PLAYS=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) printf 'bench-scale: unknown option %s\n\n' "$1" >&2; usage 2 >&2 ;;
     esac
 done
-for v in N DURATION WARMUP SESSIONS PEER_PLAYS; do
+for v in N DURATION WARMUP SESSIONS PEER_PLAYS FULL_DETECT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
 ((N >= 1)) || die "N must be at least 1"
@@ -231,6 +235,7 @@ EOF
         cat <<EOF
 decode = "keyframes"
 detect_every_seconds = $DETECT_EVERY
+full_detect_seconds = $FULL_DETECT
   [[cameras.zones]]
   id = "paving"
   kind = "no_parking"
@@ -309,7 +314,7 @@ cleanup
 
 # Per-camera figures from the two /metrics pages: frames and dropped frames over the window,
 # lag at its end.
-read -r behind online reconnects dropped dropped_max lag_max lag_mean events <<<"$(
+read -r behind online reconnects dropped dropped_max lag_max lag_mean events frames inferences <<<"$(
     awk -v window="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" -v every="$DETECT_EVERY" '
         function cam(s) { match(s, /camera="[^"]*"/); return substr(s, RSTART + 8, RLENGTH - 9) }
         { split($1, p, "{"); name = p[1]; c = cam($1) }
@@ -318,6 +323,7 @@ read -r behind online reconnects dropped dropped_max lag_max lag_mean events <<<
             if (name == "streetwatch_camera_dropped_frames_total") x0[c] = $2
             if (name == "streetwatch_camera_reconnects_total") c0[c] = $2
             if (name == "streetwatch_events_total") e0 += $2
+            if (name == "streetwatch_camera_inferences_total") i0 += $2
             next
         }
         name == "streetwatch_camera_frames_total" { f1[c] = $2 }
@@ -326,15 +332,18 @@ read -r behind online reconnects dropped dropped_max lag_max lag_mean events <<<
         name == "streetwatch_camera_online" { on += $2 }
         name == "streetwatch_camera_lag_seconds" { nl++; ls += $2; if ($2 > lm) lm = $2 }
         name == "streetwatch_events_total" { e1 += $2 }
+        name == "streetwatch_camera_inferences_total" { i1 += $2 }
         END {
             expected = window / every
             for (c in f1) {
                 # Behind: fewer sampled frames than the detection rate gives, less 5 % and one.
                 if (f1[c] - f0[c] < 0.95 * expected - 1) behind++
                 d = x1[c] - x0[c]; dt += d; if (d > dm) dm = d
+                ft += f1[c] - f0[c]
             }
-            printf "%d %d %d %d %d %s %s %d\n", behind, on, rc, dt, dm,
-                nl ? sprintf("%.2f", lm) : "n/a", nl ? sprintf("%.2f", ls / nl) : "n/a", e1 - e0
+            printf "%d %d %d %d %d %s %s %d %d %d\n", behind, on, rc, dt, dm,
+                nl ? sprintf("%.2f", lm) : "n/a", nl ? sprintf("%.2f", ls / nl) : "n/a", e1 - e0,
+                ft, i1 - i0
         }' "$RUN/metrics-start.txt" "$RUN/metrics-end.txt"
 )"
 
@@ -388,6 +397,7 @@ printf '  %-48s %s\n' \
     "cameras online at the end" "$online of $N" \
     "reconnects in window" "$reconnects" \
     "events raised in window" "$events" \
+    "model runs / sampled frames (full_detect $FULL_DETECT s)" "$inferences / $frames" \
     "machine busy, all processes" "$busy_cores of $CORES cores" \
     "RTSP server / mosquitto (not counted above)" "$rtsp_cores / $mqtt_cores cores" \
     "Python peer, CPU-s per camera-minute" "$peer" \
@@ -397,7 +407,7 @@ echo
 
 {
     for kv in "cameras=$N" "rtsp_cameras=$RTSP_CAMERAS" "file_cameras=$FILE_CAMERAS" "mode=$MODE" \
-        "sessions=$SESSIONS" "warmup_s=$WARMUP" "window_s=$wall" "cpu_s=$cpu" "cores_used=$cores" \
+        "sessions=$SESSIONS" "full_detect_seconds=$FULL_DETECT" "frames=$frames" "inferences=$inferences" "warmup_s=$WARMUP" "window_s=$wall" "cpu_s=$cpu" "cores_used=$cores" \
         "cpu_s_per_camera_minute=$per_cam_min" "rss_mb=$rss_mb" "rss_mb_peak=$rss_max_mb" \
         "rss_mb_per_camera=$rss_per_cam" "lag_max_s=$lag_max" "lag_mean_s=$lag_mean" \
         "dropped_frames=$dropped" "dropped_frames_worst_camera=$dropped_max" \

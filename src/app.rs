@@ -222,6 +222,8 @@ pub struct ReplaySummary {
     pub messages: Vec<EventMessage>,
     /// Sampled frames processed.
     pub frames: u64,
+    /// Sampled frames the model ran on (fewer than `frames` with `full_detect_seconds`).
+    pub inferences: u64,
     /// Whether every message was acknowledged by the broker (None when not publishing).
     pub delivered: Option<bool>,
     /// Seconds of video replayed: from the first frame to one detection interval past the last.
@@ -312,6 +314,7 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
     };
     let mut messages = Vec::new();
     let mut frames = 0u64;
+    let mut inferences = 0u64;
     let mut last_time = None;
     let mut failure = None;
     {
@@ -326,7 +329,10 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
             frames += 1;
             last_time = Some(f.time);
             match pipeline.process(&f) {
-                Ok(o) => o.messages.into_iter().for_each(&mut emit),
+                Ok(o) => {
+                    inferences += u64::from(o.inferred);
+                    o.messages.into_iter().for_each(&mut emit)
+                }
                 Err(e) => failure = Some(e.to_string()),
             }
         };
@@ -360,6 +366,7 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
     Ok(ReplaySummary {
         messages,
         frames,
+        inferences,
         delivered,
         video_seconds,
     })

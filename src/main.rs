@@ -284,8 +284,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 },
             )?;
             eprintln!(
-                "replay: {} frames, {} messages written to {}{}",
+                "replay: {} frames (the model ran on {}), {} messages written to {}{}",
                 summary.frames,
+                summary.inferences,
                 summary.messages.len(),
                 events_out.display(),
                 match summary.delivered {

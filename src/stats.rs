@@ -39,6 +39,9 @@ pub struct CameraStats {
     /// How far the latest processed frame is behind the wall clock, seconds (stream time of a
     /// live camera is its arrival time: this is the time the frame waited and was analysed).
     pub lag_seconds: f64,
+    /// Sampled frames the model ran on since start (fewer than `frames` with
+    /// `full_detect_seconds`: on the others nothing changed in the zones).
+    pub inferences: u64,
     /// With `detect_url`: why the main stream gave no evidence photo the last time, if it did
     /// not (the photos then come from the detect stream).
     pub main_stream_error: Option<String>,
@@ -98,6 +101,7 @@ impl Default for CameraStats {
             restarts: 0,
             storage_error: None,
             lag_seconds: 0.0,
+            inferences: 0,
             main_stream_error: None,
             inference_hist: Histogram::default(),
             decode_hist: Histogram::default(),

@@ -30,7 +30,7 @@ fn render(dir: &Path) -> (PathBuf, GroundTruth) {
     (clip, truth)
 }
 
-fn write_config(dir: &Path, storage: &str, mqtt_url: &str) -> PathBuf {
+fn write_config(dir: &Path, storage: &str, mqtt_url: &str, full_detect: f64) -> PathBuf {
     let poly = POLYGON
         .iter()
         .map(|p| format!("[{}, {}]", p[0], p[1]))
@@ -54,6 +54,7 @@ id = "cam-test"
 name = "测试路口"
 url = "unused-in-replay.mp4"
 detect_every_seconds = {DETECT_EVERY}
+full_detect_seconds = {full_detect}
 
   [[cameras.zones]]
   id = "south-strip"
@@ -115,7 +116,7 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
 
     let broker = support::Mosquitto::start();
     let sub = support::Subscriber::connect(broker.port, &["streetwatch/events/#"]);
-    let config = write_config(&dir, "data", &broker.url());
+    let config = write_config(&dir, "data", &broker.url(), 0.0);
     let events_out = dir.join("events.jsonl");
     let messages = support::replay(&config, "cam-test", &clip, &events_out, true);
 
@@ -241,7 +242,7 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
 
     // The same clip gives the same events every time (on a fresh ledger), here with the
     // deployment's own case code for the kind.
-    let config2 = write_config(&dir, "data-again", &broker.url());
+    let config2 = write_config(&dir, "data-again", &broker.url(), 0.0);
     let mut text = std::fs::read_to_string(&config2).unwrap();
     text.push_str("\n[categories]\nillegal_parking = { code = \"0505\", name = \"机动车违停\" }\n");
     std::fs::write(&config2, text).unwrap();
@@ -264,4 +265,84 @@ fn parked_car_yields_exactly_one_illegal_parking_event() {
             .collect()
     };
     assert_eq!(strip(again), strip(messages));
+}
+
+/// Replays the clip with `full_detect_seconds = full`; returns the messages and on how many
+/// sampled frames the model ran (from the replay's summary line).
+fn replay_counting(dir: &Path, clip: &Path, full: f64) -> (Vec<Value>, u64, u64) {
+    let name = format!("full-{full}");
+    let config = write_config(dir, &name, "mqtt://127.0.0.1:1", full);
+    let out = dir.join(format!("{name}.jsonl"));
+    let o = std::process::Command::new(support::binary())
+        .current_dir(support::root())
+        .args(["replay", "--camera", "cam-test", "--no-mqtt", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(clip)
+        .arg("--events-out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "replay failed:\n{stderr}");
+    // "replay: 56 frames (the model ran on 20), ..."
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("replay: "))
+        .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
+    let number = |after: &str| -> u64 {
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        support::read_jsonl(&out),
+        number("replay: "),
+        number("the model ran on "),
+    )
+}
+
+/// `full_detect_seconds`: on the frames where nothing changed in the zone the model is skipped,
+/// and the scenario still gives the same single event, starting and ending within one
+/// detection interval of the every-frame run.
+#[test]
+fn skipping_the_model_on_a_still_street_gives_the_same_event() {
+    let dir = support::artifacts_dir("scenario-full-detect");
+    let (clip, _) = render(&dir);
+    let (every, frames, ran_every) = replay_counting(&dir, &clip, 0.0);
+    let (skipping, frames_skipping, ran_skipping) = replay_counting(&dir, &clip, 10.0);
+    assert_eq!(
+        ran_every, frames,
+        "without full_detect_seconds the model runs on every frame"
+    );
+    assert_eq!(frames_skipping, frames);
+    assert!(
+        (ran_skipping as f64) < 0.8 * frames as f64,
+        "the model ran on {ran_skipping} of {frames} frames: a parked car and a still street \
+         should let it skip more"
+    );
+    let types = |m: &[Value]| m.iter().map(|m| m["type"].to_string()).collect::<Vec<_>>();
+    let ends = |m: &[Value]| m.iter().filter(|m| m["type"] == "end").count();
+    assert_eq!(every.iter().filter(|m| m["type"] == "new").count(), 1);
+    assert_eq!(
+        skipping.iter().filter(|m| m["type"] == "new").count(),
+        1,
+        "with skipping: {:?}",
+        types(&skipping)
+    );
+    assert_eq!(ends(&skipping), 1);
+    for field in ["start_time", "end_time"] {
+        let at = |m: &[Value]| {
+            let m = m.iter().find(|m| m["type"] == "end").unwrap();
+            support::time(&m[field])
+        };
+        let apart = (at(&skipping) - at(&every)).num_milliseconds().abs() as f64 / 1000.0;
+        assert!(
+            apart <= DETECT_EVERY,
+            "{field} {apart} s from the every-frame run's"
+        );
+    }
 }

@@ -535,6 +535,10 @@ pub struct CameraConfig {
     /// stream time keeps going forward across the loops.
     #[serde(default)]
     pub repeat: bool,
+    /// Skip the model on a frame when nothing changed in the zones since it last ran (the
+    /// detections then stand), but run it at least this often, seconds; 0 = on every frame.
+    #[serde(default)]
+    pub full_detect_seconds: f64,
     /// Camera's IANA time zone; defaults to the node's.
     pub time_zone: Option<String>,
     /// Set false to keep a camera in the file but not connect to it.

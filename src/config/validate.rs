@@ -376,6 +376,12 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         if !(cam.pace.is_finite() && cam.pace >= 0.0) {
             push(at(&[Key("pace")]), "must be 0 or more".into());
         }
+        if !(cam.full_detect_seconds.is_finite() && cam.full_detect_seconds >= 0.0) {
+            push(
+                at(&[Key("full_detect_seconds")]),
+                "must be 0 (the model runs on every sampled frame) or more".into(),
+            );
+        }
         if !(cam.context_every_seconds.is_finite() && cam.context_every_seconds >= 0.0) {
             push(
                 at(&[Key("context_every_seconds")]),

@@ -52,7 +52,7 @@ pub async fn metrics(
     }
     let cams = c.stats.cameras();
     let mut out = String::new();
-    let per_camera: [(&str, &str, &str, Figure); 7] = [
+    let per_camera: [(&str, &str, &str, Figure); 8] = [
         (
             "streetwatch_camera_fps",
             "gauge",
@@ -82,6 +82,12 @@ pub async fn metrics(
             "counter",
             "Damaged packets dropped plus sampled frames not processed.",
             |s| s.dropped_frames as f64,
+        ),
+        (
+            "streetwatch_camera_inferences_total",
+            "counter",
+            "Sampled frames the model ran on since start.",
+            |s| s.inferences as f64,
         ),
         (
             "streetwatch_camera_lag_seconds",

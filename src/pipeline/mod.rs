@@ -3,6 +3,7 @@
 //! detector -> tracker -> scene -> incidents -> evidence + ledger -> messages
 
 mod loop_back;
+mod reuse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +77,9 @@ pub struct FrameOutcome {
     pub messages: Vec<EventMessage>,
     /// Review changes the camera made (re-check verdicts), already recorded and queued.
     pub reviews: Vec<crate::review::ReviewMessage>,
+    /// Whether the model ran on this frame (false: nothing changed in the zones since it last
+    /// did, its detections stood; see `full_detect_seconds`).
+    pub inferred: bool,
 }
 
 /// All stages of one camera.
@@ -128,6 +132,8 @@ pub struct CameraPipeline {
     main_photo: Option<(DateTime<Utc>, EvidenceFrame)>,
     /// Why the main stream gave no photo the last time it was asked; None once it did.
     main_error: Option<String>,
+    /// The last frame the model ran on, for skipping inference on a still street.
+    last_inference: Option<reuse::LastInference>,
     /// The last run's suppressions and re-checks are to be loaded at the next frame.
     loop_back_due: bool,
 }
@@ -307,9 +313,10 @@ impl CameraPipeline {
             main: camera
                 .detect_url
                 .is_some()
-                .then(|| MainStream::new(&camera.url)),
+                .then(|| MainStream::new(&camera.url, camera.decode)),
             main_photo: None,
             main_error: None,
+            last_inference: None,
         })
     }
 
@@ -456,6 +463,44 @@ impl CameraPipeline {
 
     /// Runs every stage on one frame.
     pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, PipelineError> {
+        let zones: Vec<&[Point]> = self
+            .scene
+            .zones()
+            .iter()
+            .filter(|z| z.enabled && z.config.kind != ZoneKind::Ignore)
+            .map(|z| z.polygon.as_slice())
+            .collect();
+        let still = self.last_inference.as_ref().is_some_and(|last| {
+            last.still_holds(
+                frame.time,
+                &frame.small,
+                &zones,
+                self.camera.full_detect_seconds,
+            )
+        });
+        let (detections, timing) = if still {
+            let last = self.last_inference.as_ref().map(|l| l.detections.clone());
+            (last.unwrap_or_default(), DetectTiming::default())
+        } else {
+            let (detections, timing) = self.detect(frame)?;
+            if self.camera.full_detect_seconds > 0.0 {
+                self.last_inference = Some(reuse::LastInference {
+                    time: frame.time,
+                    small: frame.small.clone(),
+                    detections: detections.clone(),
+                });
+            }
+            (detections, timing)
+        };
+        let outcome = self.analyse(frame, detections, timing)?;
+        Ok(FrameOutcome {
+            inferred: !still,
+            ..outcome
+        })
+    }
+
+    /// Runs the model on a frame (the whole frame or the zones' tiles).
+    fn detect(&mut self, frame: &Frame) -> Result<(Vec<Detection>, DetectTiming), PipelineError> {
         let detected = match self.camera.detect_regions {
             DetectRegions::Frame => self.detector.detect_timed(&frame.image),
             DetectRegions::Zones => {
@@ -463,10 +508,19 @@ impl CameraPipeline {
                 self.detector.detect_regions(&frame.image, &regions)
             }
         };
-        let (detections, timing) = detected.map_err(|source| PipelineError::Detector {
+        detected.map_err(|source| PipelineError::Detector {
             camera: self.camera.id.clone(),
             source,
-        })?;
+        })
+    }
+
+    /// Every stage after the detector, on one frame and its detections.
+    fn analyse(
+        &mut self,
+        frame: &Frame,
+        detections: Vec<Detection>,
+        timing: DetectTiming,
+    ) -> Result<FrameOutcome, PipelineError> {
         let motion = match &frame.next_small {
             Some(next) => MotionMap::between(&frame.small, next).unwrap_or_else(|e| {
                 tracing::debug!(camera = %self.camera.id, "no motion map for this frame: {e}");
@@ -538,6 +592,7 @@ impl CameraPipeline {
             timing,
             messages,
             reviews,
+            inferred: true,
         })
     }
 

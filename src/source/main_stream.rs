@@ -31,13 +31,17 @@ pub struct MainPhoto {
 #[derive(Debug, Clone)]
 pub struct MainStream {
     url: String,
+    /// The camera's decode mode: with keyframes only, a file's photo is the keyframe at or
+    /// after the moment (one picture decoded, not the GOP up to it).
+    decode: DecodeMode,
 }
 
 impl MainStream {
-    /// The main stream at `url`.
-    pub fn new(url: &str) -> Self {
+    /// The main stream at `url`, of a camera decoding with `decode`.
+    pub fn new(url: &str, decode: DecodeMode) -> Self {
         Self {
             url: url.to_string(),
+            decode,
         }
     }
 
@@ -56,7 +60,7 @@ impl MainStream {
             why: "the stream ended before a picture".into(),
         };
         if super::is_file_url(&self.url) {
-            let mut dec = VideoDecoder::open(&self.url, DecodeMode::All)?;
+            let mut dec = VideoDecoder::open(&self.url, self.decode)?;
             dec.seek(pts)?;
             // Half a frame at 25 fps of slack: the two clips' timestamps need not be identical.
             let mut want = |p: f64| p + 0.02 >= pts;

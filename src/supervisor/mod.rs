@@ -520,6 +520,7 @@ pub fn camera_worker(
                     s.record_timing(&outcome.timing, frame.decode);
                     s.dropped_frames += frame.damaged;
                     s.lag_seconds = lag_seconds(frame.time);
+                    s.inferences += u64::from(outcome.inferred);
                     s.open_incidents = pipeline.open_incidents();
                     for m in outcome.messages.iter().filter(|m| m.phase == Phase::New) {
                         *s.events.entry(m.kind.clone()).or_default() += 1;

@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CameraConfig, ZoneConfig};
+pub use crate::domain::Category;
 use crate::incidents::{EndReason, Incident, Phase};
 
 /// Schema id carried in every message.
@@ -49,15 +50,6 @@ pub struct EventMessage {
     /// Why this event has no evidence photo (disk full, folder not writable); null when it has.
     #[serde(default)]
     pub evidence_missing: Option<String>,
-}
-
-/// Category code and name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Category {
-    /// e.g. `05-05`.
-    pub code: String,
-    /// e.g. `机动车乱停放`.
-    pub name: String,
 }
 
 /// Camera identity.

@@ -4,7 +4,9 @@
 //!
 //! The modules follow the data flow:
 //! `source` (decode, sample) -> `detector` -> `tracker` -> `scene` (zones, rules) ->
-//! `incidents` -> `evidence` + `ledger` -> `event` -> `mqtt`; `pipeline` wires one camera's
+//! `incidents` -> `evidence` + `ledger` -> `event` -> `mqtt`. `domain` is the leaf every stage
+//! and `config` share (zone and event kinds, categories, schedules, decode modes, the broker
+//! address): `config` imports no stage that imports it; `pipeline` wires one camera's
 //! stages, `app` runs cameras, replays and the demo; `compose` renders test and demo clips; `models` and `trial` serve the
 //! `models` and `detect` commands.
 
@@ -15,10 +17,12 @@ pub mod compose;
 pub mod config;
 pub mod console;
 pub mod detector;
+pub mod domain;
 pub mod eval;
 pub mod event;
 pub mod evidence;
 pub mod geometry;
+pub mod host;
 pub mod incidents;
 pub mod ledger;
 pub mod live;

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::scene::ZoneKind;
+pub use crate::domain::{DecodeMode, VehicleClass};
+use crate::domain::{EventKind, ZoneKind};
 
 pub use locate::PathSeg;
 
@@ -42,7 +43,7 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
     /// Settings of the vending, pile and shopfront rules.
     #[serde(default)]
-    pub rules: crate::scene::RuleConfig,
+    pub rules: RuleConfig,
     /// The static-change map (model-free detection of new objects that stay).
     #[serde(default)]
     pub change: crate::change::ChangeConfig,
@@ -67,7 +68,7 @@ pub struct Config {
 /// Category code and name per event kind, as configured.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct Categories(pub std::collections::BTreeMap<crate::scene::EventKind, CategoryConfig>);
+pub struct Categories(pub std::collections::BTreeMap<EventKind, CategoryConfig>);
 
 /// One kind's case code and name (数字城管 事件小类).
 #[derive(Debug, Clone, Deserialize)]
@@ -81,15 +82,15 @@ pub struct CategoryConfig {
 
 impl Categories {
     /// The category sent for `kind`: the configured one, else the national default.
-    pub fn category(&self, kind: crate::scene::EventKind) -> crate::event::Category {
+    pub fn category(&self, kind: EventKind) -> crate::domain::Category {
         match self.0.get(&kind) {
-            Some(c) => crate::event::Category {
+            Some(c) => crate::domain::Category {
                 code: c.code.clone(),
                 name: c.name.clone(),
             },
             None => {
                 let (code, name) = kind.default_category();
-                crate::event::Category {
+                crate::domain::Category {
                     code: code.into(),
                     name: name.into(),
                 }
@@ -484,17 +485,6 @@ fn d_sweep_every() -> f64 {
     3600.0
 }
 
-/// How much of the stream is decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DecodeMode {
-    /// Decode every frame (needed when detecting more often than the keyframe interval).
-    #[default]
-    All,
-    /// Decode keyframes only: a fraction of the CPU, one frame per GOP (often 1-4 s).
-    Keyframes,
-}
-
 /// One camera.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -577,16 +567,6 @@ pub enum DetectRegions {
     Zones,
 }
 
-/// Which vehicles a parking zone forbids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VehicleClass {
-    /// Cars, trucks, buses (机动车).
-    Motor,
-    /// Bicycles, e-bikes, motorbikes (非机动车).
-    Nonmotor,
-}
-
 /// One zone: a polygon on the camera picture with a rule.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -634,14 +614,14 @@ pub struct ZoneConfig {
     /// `garbage_watch`: which kind a pile here is reported as (`exposed_garbage`,
     /// `debris_pile` for construction spoil, `material_pile` for piled materials).
     #[serde(default = "d_pile_kind")]
-    pub pile_kind: crate::scene::EventKind,
+    pub pile_kind: EventKind,
 }
 
 fn d_min_area() -> f32 {
     0.002
 }
-fn d_pile_kind() -> crate::scene::EventKind {
-    crate::scene::EventKind::ExposedGarbage
+fn d_pile_kind() -> EventKind {
+    EventKind::ExposedGarbage
 }
 fn d_dwell() -> f64 {
     180.0
@@ -768,9 +748,9 @@ impl LoadedConfig {
     }
 
     /// The node's holiday list.
-    pub fn holidays(&self) -> crate::scene::DateList {
+    pub fn holidays(&self) -> crate::domain::schedule::DateList {
         // Validated by `check`; a bad item cannot get here.
-        crate::scene::DateList::parse(&self.config.node.holidays).unwrap_or_default()
+        crate::domain::schedule::DateList::parse(&self.config.node.holidays).unwrap_or_default()
     }
 
     /// The node's time zone (checked by `check`; Shanghai if it somehow does not parse).
@@ -888,4 +868,44 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// Settings shared by the rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Labels that hint at a stall when a person stays by them (COCO names by default).
+    #[serde(default = "d_hints")]
+    pub stall_hints: Vec<String>,
+    /// How near a vendor stays to the stall: the person's ground point within this many stall
+    /// widths of the stall's box.
+    #[serde(default = "d_vendor_distance")]
+    pub vendor_distance: f32,
+}
+
+fn d_hints() -> Vec<String> {
+    [
+        "umbrella",
+        "diningtable",
+        "dining table",
+        "chair",
+        "bench",
+        "cart",
+        "tricycle",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn d_vendor_distance() -> f32 {
+    1.0
+}
+
+impl Default for RuleConfig {
+    fn default() -> Self {
+        Self {
+            stall_hints: d_hints(),
+            vendor_distance: d_vendor_distance(),
+        }
+    }
 }

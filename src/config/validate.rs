@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use super::locate::PathSeg::{self, Index, Key};
 use super::{LoadedConfig, ZoneConfig};
+use crate::domain::schedule::Schedule;
 use crate::geometry::{polygon_self_intersects, Point};
-use crate::scene::Schedule;
 
 /// One semantic problem, located by its path in the config tree.
 pub(super) struct Problem {
@@ -37,7 +37,7 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         }
     }
     for (i, item) in cfg.node.holidays.iter().enumerate() {
-        if let Err(e) = crate::scene::DateList::parse(std::slice::from_ref(item)) {
+        if let Err(e) = crate::domain::schedule::DateList::parse(std::slice::from_ref(item)) {
             push(
                 vec![Key("node"), Key("holidays"), Index(i)],
                 format!(
@@ -48,7 +48,7 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         }
     }
     let m = &cfg.mqtt;
-    let tls = match crate::mqtt::BrokerAddress::parse(&m.url) {
+    let tls = match crate::domain::address::BrokerAddress::parse(&m.url) {
         Ok(a) => a.tls,
         Err(e) => {
             push(vec![Key("mqtt"), Key("url")], e.to_string());

@@ -22,7 +22,7 @@ use crate::geometry::Point;
 use crate::incidents::{EndReason, Incident, IncidentBook, IncidentChange, Phase};
 use crate::ledger::{self, Ledger};
 use crate::motion::{self, MotionMap};
-use crate::scene::{Scene, SceneReport, ZoneKind};
+use crate::scene::{Scene, SceneReport};
 use crate::source::{Frame, MainStream};
 use crate::tracker::{Sight, Track, Tracker};
 
@@ -463,13 +463,7 @@ impl CameraPipeline {
 
     /// Runs every stage on one frame.
     pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, PipelineError> {
-        let zones: Vec<&[Point]> = self
-            .scene
-            .zones()
-            .iter()
-            .filter(|z| z.enabled && z.config.kind != ZoneKind::Ignore)
-            .map(|z| z.polygon.as_slice())
-            .collect();
+        let zones = self.scene.watched_polygons();
         let still = self.last_inference.as_ref().is_some_and(|last| {
             last.still_holds(
                 frame.time,
@@ -641,13 +635,7 @@ impl CameraPipeline {
     /// the whole frame when context is due.
     fn regions(&mut self, frame: &Frame) -> Vec<Region> {
         let (w, h) = frame.image.dimensions();
-        let zones: Vec<&[Point]> = self
-            .scene
-            .zones()
-            .iter()
-            .filter(|z| z.enabled && z.config.kind != ZoneKind::Ignore)
-            .map(|z| z.polygon.as_slice())
-            .collect();
+        let zones = self.scene.watched_polygons();
         let mut regions = zone_regions(
             (w, h),
             &zones,

@@ -12,52 +12,11 @@
 //! vending group, when its last member settled.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::{EventKind, Violation, Zone, ZoneKind};
-use crate::config::VehicleClass;
+use crate::config::{RuleConfig, VehicleClass};
 use crate::detector::ObjectClass;
 use crate::geometry::BBox;
-
-/// Settings shared by the rules.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// Labels that hint at a stall when a person stays by them (COCO names by default).
-    #[serde(default = "d_hints")]
-    pub stall_hints: Vec<String>,
-    /// How near a vendor stays to the stall: the person's ground point within this many stall
-    /// widths of the stall's box.
-    #[serde(default = "d_vendor_distance")]
-    pub vendor_distance: f32,
-}
-
-fn d_hints() -> Vec<String> {
-    [
-        "umbrella",
-        "diningtable",
-        "dining table",
-        "chair",
-        "bench",
-        "cart",
-        "tricycle",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-fn d_vendor_distance() -> f32 {
-    1.0
-}
-
-impl Default for RuleConfig {
-    fn default() -> Self {
-        Self {
-            stall_hints: d_hints(),
-            vendor_distance: d_vendor_distance(),
-        }
-    }
-}
 
 /// Something at rest in the frame: a stationary track, or a static change (`class` None).
 #[derive(Debug, Clone, PartialEq)]

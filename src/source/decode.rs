@@ -8,7 +8,7 @@ use ffmpeg::util::frame::video::Video as VideoFrame;
 use ffmpeg_next as ffmpeg;
 use image::{GrayImage, RgbImage};
 
-use crate::config::DecodeMode;
+use crate::domain::DecodeMode;
 
 /// A decoding failure, with the stream's url.
 #[derive(Debug, Clone, thiserror::Error)]

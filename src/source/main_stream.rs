@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 use super::decode::{redact, DecodeError, VideoDecoder};
-use crate::config::DecodeMode;
+use crate::domain::DecodeMode;
 
 /// How long a live main stream may take to connect and send a picture.
 const LIVE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use decode::{redact, DecodeError, DecodedFrame, VideoDecoder};
 pub use main_stream::{MainPhoto, MainStream};
 
-use crate::config::DecodeMode;
+use crate::domain::DecodeMode;
 
 /// A frame handed to the pipeline: its time comes from the stream, not the wall clock.
 #[derive(Debug, Clone)]

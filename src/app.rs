@@ -28,6 +28,7 @@ use crate::supervisor::Supervisor;
 /// the command center (zone switches, reload) and the console (saved zones) are applied as they
 /// arrive.
 pub fn run(loaded: LoadedConfig) -> Result<()> {
+    crate::host::raise_open_files(loaded.config.cameras.len());
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         start_embedded_broker(&loaded)?;

@@ -322,6 +322,29 @@ url = "rtsp://user:pass@10.0.0.6:554/Streaming/Channels/102"
 }
 
 #[test]
+fn a_detect_stream_must_differ_from_the_main_stream() {
+    let second = r#"
+[[cameras]]
+id = "cam-dual"
+url = "rtsp://10.0.0.7/Streaming/Channels/101"
+detect_url = "rtsp://10.0.0.7/Streaming/Channels/101"
+full_detect_seconds = -7.5
+"#;
+    let case = Case::new(&format!("{VALID}{second}"));
+    let out = case.check();
+    out.assert_error(
+        case.nth("\"rtsp://10.0.0.7/Streaming/Channels/101\"", 1),
+        "cameras[1].detect_url",
+        &["is the same as url", "sub-stream"],
+    );
+    out.assert_error(
+        case.at("-7.5"),
+        "cameras[1].full_detect_seconds",
+        &["must be 0"],
+    );
+}
+
+#[test]
 fn duplicate_zone_id_within_a_camera() {
     let second = r#"
   [[cameras.zones]]

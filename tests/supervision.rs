@@ -1,7 +1,9 @@
 //! A camera whose analysis panics (a fault injected at its 20th sampled frame with
-//! `STREETWATCH_FAULT_PANIC`) is caught by the node: it is reported `offline` with the reason,
-//! started again after a second, and its open event is carried on (the same event, next `seq`),
-//! while the other camera of the node never stops. Its stats count the restart.
+//! `STREETWATCH_FAULT_PANIC`), or whose decoder hangs (`STREETWATCH_FAULT_STALL`: the decoding
+//! thread stops giving frames, as one stuck inside a call does), is caught by the node: it is
+//! reported `offline` with the reason, started again after a second, and its open event is
+//! carried on (the same event, next `seq`), while the other camera of the node never stops. Its
+//! stats count the restart.
 
 mod support;
 
@@ -25,9 +27,18 @@ fn events(r: &[Received], camera: &str) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn a_panicking_camera_is_restarted_with_its_event_and_the_others_run_on() {
-    let dir = support::artifacts_dir("supervision");
+/// Two cameras on the parking street with car-1 parked from the first frame to the last, at
+/// real time as live cameras; returns the broker, a subscriber and the config.
+fn two_cameras(
+    name: &str,
+    camera: &str,
+) -> (
+    std::path::PathBuf,
+    support::Mosquitto,
+    support::Subscriber,
+    std::path::PathBuf,
+) {
+    let dir = support::artifacts_dir(name);
     // The parking street with car-1 parked from the first frame to the last.
     let mut sc =
         compose::load_scenario(&support::root().join("configs/scenarios/parking-basic.toml"))
@@ -50,7 +61,7 @@ fn a_panicking_camera_is_restarted_with_its_event_and_the_others_run_on() {
         clip: &clip,
         // Real time, as live cameras.
         pace: 1.0,
-        camera: "",
+        camera,
         dwell: 6.0,
         zones: "",
     }
@@ -60,11 +71,35 @@ fn a_panicking_camera_is_restarted_with_its_event_and_the_others_run_on() {
     let second = text[text.find("[[cameras]]").unwrap()..].replace("cam-a", "cam-b");
     std::fs::write(&config, format!("{text}\n{second}")).unwrap();
 
-    let daemon = Daemon::start(
-        &config,
-        &dir.join("daemon.log"),
-        &[("STREETWATCH_FAULT_PANIC", "cam-a:20")],
+    (dir, broker, sub, config)
+}
+
+#[test]
+fn a_panicking_camera_is_restarted_with_its_event_and_the_others_run_on() {
+    restarted_after(
+        "supervision",
+        "STREETWATCH_FAULT_PANIC",
+        "",
+        "injected fault",
     );
+}
+
+#[test]
+fn a_stalled_decoder_is_noticed_and_its_camera_restarted() {
+    // The decoder hangs at frame 20 (20 s in); 5 s without a frame while online is a stall.
+    restarted_after(
+        "supervision-stall",
+        "STREETWATCH_FAULT_STALL",
+        "stall_seconds = 5",
+        "no frame for 5 s while online",
+    );
+}
+
+/// Runs two cameras with `fault` armed on cam-a's 20th frame and checks that cam-a is reported
+/// offline with `reason`, restarted with its event carried on, and that cam-b never noticed.
+fn restarted_after(name: &str, fault: &str, camera: &str, reason: &str) {
+    let (dir, _broker, sub, config) = two_cameras(name, camera);
+    let daemon = Daemon::start(&config, &dir.join("daemon.log"), &[(fault, "cam-a:20")]);
     let wait = |what: &str, pred: &dyn Fn(&[Received]) -> bool| {
         assert!(
             sub.wait_until(Duration::from_secs(90), pred),
@@ -77,7 +112,7 @@ fn a_panicking_camera_is_restarted_with_its_event_and_the_others_run_on() {
             s["state"] == "offline"
                 && s["error"]
                     .as_str()
-                    .is_some_and(|e| e.contains("injected fault") && e.contains("restarting"))
+                    .is_some_and(|e| e.contains(reason) && e.contains("restarting"))
         })
     });
     let at_failure = sub.all().len();

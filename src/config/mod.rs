@@ -113,6 +113,11 @@ pub struct NodeConfig {
     /// in zone schedules.
     #[serde(default)]
     pub holidays: Vec<String>,
+    /// How many cameras' frames are analysed at the same time (preprocessing, inference,
+    /// rules); the others wait their turn. 0 = one per core (at least `sessions` x
+    /// `batch_size` of the detector, so batches can fill).
+    #[serde(default)]
+    pub analysis_slots: usize,
 }
 
 impl Default for NodeConfig {
@@ -121,6 +126,7 @@ impl Default for NodeConfig {
             id: default_node_id(),
             time_zone: default_time_zone(),
             holidays: Vec::new(),
+            analysis_slots: 0,
         }
     }
 }
@@ -529,6 +535,10 @@ pub struct CameraConfig {
     /// detections then stand), but run it at least this often, seconds; 0 = on every frame.
     #[serde(default)]
     pub full_detect_seconds: f64,
+    /// A camera online that gives no frame for this many seconds is stuck (a hung decoder, a
+    /// stream that sends packets but no pictures): it is reported offline and restarted.
+    #[serde(default = "d_stall_seconds")]
+    pub stall_seconds: f64,
     /// Camera's IANA time zone; defaults to the node's.
     pub time_zone: Option<String>,
     /// Set false to keep a camera in the file but not connect to it.
@@ -544,6 +554,9 @@ fn d_detect_every() -> f64 {
 }
 fn d_model() -> String {
     "yolox-nano-coco".into()
+}
+fn d_stall_seconds() -> f64 {
+    30.0
 }
 fn d_context_every() -> f64 {
     10.0

@@ -382,6 +382,16 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
                 "must be 0 (the model runs on every sampled frame) or more".into(),
             );
         }
+        if !(cam.stall_seconds.is_finite() && cam.stall_seconds > cam.detect_every_seconds) {
+            push(
+                at(&[Key("stall_seconds")]),
+                format!(
+                    "must be more than detect_every_seconds ({}): a camera is only stuck when \
+                     no frame comes for longer than it takes to sample one (30 s is the default)",
+                    cam.detect_every_seconds
+                ),
+            );
+        }
         if !(cam.context_every_seconds.is_finite() && cam.context_every_seconds >= 0.0) {
             push(
                 at(&[Key("context_every_seconds")]),

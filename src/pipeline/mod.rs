@@ -3,6 +3,7 @@
 //! detector -> tracker -> scene -> incidents -> evidence + ledger -> messages
 
 mod loop_back;
+pub mod pool;
 mod reuse;
 
 use std::collections::HashMap;
@@ -403,7 +404,8 @@ impl CameraPipeline {
                 return photo.clone();
             }
         }
-        let photo = match main.grab(frame.pts) {
+        // Waiting for the main stream's keyframe computes nothing: other cameras analyse meanwhile.
+        let photo = match pool::outside(|| main.grab(frame.pts)) {
             Ok(p) => {
                 tracing::debug!(camera = %self.camera.id, delay = ?p.delay, "photo from the main stream");
                 if self.main_error.take().is_some() {

@@ -3,6 +3,7 @@
 
 mod decode;
 mod main_stream;
+mod slot;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use decode::{redact, DecodeError, DecodedFrame, VideoDecoder};
 pub use main_stream::{MainPhoto, MainStream};
+pub use slot::{FeedItem, FrameSlot, WhenBusy};
 
 use crate::domain::DecodeMode;
 
@@ -146,6 +148,43 @@ pub struct FeedOptions {
     /// Files: how many times to play the file back to back, the stream time continuing across
     /// the joins (None: again and again until stopped).
     pub plays: Option<u32>,
+}
+
+impl FeedOptions {
+    /// What the decoder does when the analysis is still busy with the previous frame: a file
+    /// read as fast as possible waits for it; a live camera (or a paced file) does not.
+    pub fn when_busy(&self) -> WhenBusy {
+        if self.pace == 0.0 && is_file_url(&self.url) {
+            WhenBusy::Wait
+        } else {
+            WhenBusy::Replace
+        }
+    }
+}
+
+/// Runs a feed on a thread of its own (named `name`) until `stop` or the end of a file, handing
+/// its sampled frames and state changes to `slot`. `before_put` runs on the decoding thread
+/// before each frame is handed over (the supervision tests use it to make a decoder hang).
+pub fn spawn_feed(
+    name: String,
+    opts: FeedOptions,
+    stop: Arc<AtomicBool>,
+    slot: Arc<FrameSlot>,
+    mut before_put: impl FnMut(&AtomicBool) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        let mut on_status = |s: StatusChange| slot.status(s);
+        let mut on_frame = |f: Frame| {
+            before_put(&stop);
+            if !slot.put(f) {
+                // The analysis has gone (a stalled camera being restarted): stop decoding.
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        // The error is already a status change; nothing else to say.
+        let _ = run_feed(&opts, &stop, &mut on_status, &mut on_frame);
+        slot.end();
+    })
 }
 
 /// Whether a url names a local file rather than a network stream.

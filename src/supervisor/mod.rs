@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use crossbeam_channel::{Receiver, Sender};
@@ -22,8 +22,9 @@ use crate::event::{self, EventMessage};
 use crate::incidents::{EndReason, Phase};
 use crate::live::{LiveDetection, LiveFrame, LiveView};
 use crate::mqtt::{CameraStatus, CommandError, Outbound};
+use crate::pipeline::pool::AnalysisPool;
 use crate::pipeline::CameraPipeline;
-use crate::source::{self, CameraState, FeedOptions, StatusChange};
+use crate::source::{self, CameraState, FeedItem, FeedOptions, FrameSlot, StatusChange};
 use crate::stats::StatsBoard;
 
 /// A command for one running camera.
@@ -58,6 +59,8 @@ pub struct WorkerLinks {
     pub stop: Arc<AtomicBool>,
     /// Commands in.
     pub control: Receiver<CameraCommand>,
+    /// The node's analysis places, taken in turn for each frame.
+    pub pool: Arc<AnalysisPool>,
 }
 
 /// One running camera.
@@ -91,6 +94,8 @@ pub struct Supervisor {
     live: LiveView,
     /// Review changes are recorded (and queued for the broker) here; None when it cannot open.
     ledger: Option<crate::ledger::Ledger>,
+    /// The analysis places the cameras share.
+    pool: Arc<AnalysisPool>,
 }
 
 impl Supervisor {
@@ -111,7 +116,15 @@ impl Supervisor {
                 None
             }
         };
+        let d = &loaded.config.detector;
+        let slots = match loaded.config.node.analysis_slots {
+            0 => AnalysisPool::default_size(d.sessions, d.batch_size),
+            n => n,
+        };
+        tracing::info!("{slots} cameras' frames are analysed at a time");
+        let pool = AnalysisPool::new(slots);
         let mut s = Self {
+            pool,
             loaded,
             cameras: BTreeMap::new(),
             detectors: HashMap::new(),
@@ -159,6 +172,7 @@ impl Supervisor {
             live: self.live.clone(),
             stop: stop.clone(),
             control: commands,
+            pool: self.pool.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("cam-{}", cam.id))
@@ -366,21 +380,23 @@ fn lag_seconds(time: DateTime<Utc>) -> f64 {
 }
 
 /// Runs one camera until `stop` or the end of its file: frames through the pipeline,
-/// messages and status to `tx`. Never panics; a failing camera only affects itself.
+/// messages and status to `tx`. Returns why when the camera is stuck (its decoder gives no
+/// frames), for the supervisor to restart it; a failing camera only affects itself.
 pub fn camera_worker(
     loaded: &LoadedConfig,
     cam: &CameraConfig,
     detector: Result<Arc<Detector>, String>,
     links: &WorkerLinks,
-) {
+) -> Result<(), String> {
     let WorkerLinks {
         tx,
         stats,
         live,
         stop,
         control,
+        pool,
     } = links;
-    let mut fault = fault::Injected::for_camera(&cam.id);
+    let mut fault = fault::Injected::panic_for(&cam.id);
     let tz = loaded.camera_tz(cam);
     // What the status topic says beside the state: evidence storage and main-stream trouble.
     let storage_error: RefCell<Option<String>> = RefCell::new(None);
@@ -407,7 +423,7 @@ pub fn camera_worker(
             tracing::error!(camera = %cam.id, "camera not started: {e}");
             stats.update(&cam.id, |s| s.state = CameraState::Offline);
             send_status(CameraState::Offline, 0.0, None, Some(e));
-            return;
+            return Ok(());
         }
     };
     pipeline.queue_for_delivery();
@@ -441,7 +457,7 @@ pub fn camera_worker(
     // Both callbacks read these; the feed calls them one at a time.
     let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);
     let fps = RefCell::new(FpsMeter::default());
-    let mut on_status = |s: StatusChange| {
+    let on_status = |s: StatusChange| {
         tracing::info!(camera = %cam.id, state = ?s.state, error = ?s.error, "camera status");
         stats.update(&cam.id, |st| {
             if s.state == CameraState::Reconnecting {
@@ -451,7 +467,7 @@ pub fn camera_worker(
         });
         send_status(s.state, fps.borrow().value(), last_time.get(), s.error);
     };
-    let mut on_frame = |frame: source::Frame| {
+    let mut on_frame = |frame: source::Frame, replaced: u64| {
         let live_frame = |frame: source::Frame, detections: &[crate::detector::Detection]| {
             let (w, h) = frame.image.dimensions();
             let (sx, sy) = (1.0 / w.max(1) as f32, 1.0 / h.max(1) as f32);
@@ -511,14 +527,18 @@ pub fn camera_worker(
                 }
             }
         }
-        match pipeline.process(&frame) {
+        // The analysis waits its turn for a place in the node's pool.
+        let place = pool.enter();
+        let processed = pipeline.process(&frame);
+        drop(place);
+        match processed {
             Ok(outcome) => {
                 stats.update(&cam.id, |s| {
                     s.frames += 1;
                     s.fps = fps.borrow().value();
                     s.last_frame_time = Some(event::local_time(frame.time, tz));
                     s.record_timing(&outcome.timing, frame.decode);
-                    s.dropped_frames += frame.damaged;
+                    s.dropped_frames += frame.damaged + replaced;
                     s.lag_seconds = lag_seconds(frame.time);
                     s.inferences += u64::from(outcome.inferred);
                     s.open_incidents = pipeline.open_incidents();
@@ -549,18 +569,81 @@ pub fn camera_worker(
             }
             Err(e) => {
                 tracing::error!(camera = %cam.id, "frame skipped: {e}");
-                stats.update(&cam.id, |s| s.dropped_frames += 1 + frame.damaged);
+                stats.update(&cam.id, |s| {
+                    s.dropped_frames += 1 + frame.damaged + replaced
+                });
             }
         }
     };
-    let _ = source::run_feed(&opts, stop, &mut on_status, &mut on_frame);
+    // Decoding runs on a thread of its own and hands the newest sampled frame over; this
+    // thread analyses, and notices when the decoder stops giving frames.
+    let slot = Arc::new(FrameSlot::new(opts.when_busy()));
+    let feed_stop = Arc::new(AtomicBool::new(false));
+    let mut hang = fault::Injected::stall_for(&cam.id);
+    let hung_camera = cam.id.clone();
+    let decoder = source::spawn_feed(
+        format!("dec-{}", cam.id),
+        opts,
+        feed_stop.clone(),
+        slot.clone(),
+        move |stop| hang.hang_if_due(&hung_camera, stop),
+    );
+    if let Err(e) = decoder {
+        return Err(format!("cannot start the camera's decoding thread: {e}"));
+    }
+    let stall = Duration::from_secs_f64(cam.stall_seconds);
+    let mut online = false;
+    let mut heard = Instant::now();
+    let mut stopping: Option<Instant> = None;
+    let outcome = loop {
+        if stop.load(Ordering::Relaxed) && stopping.is_none() {
+            feed_stop.store(true, Ordering::Relaxed);
+            stopping = Some(Instant::now());
+        }
+        match slot.take(Duration::from_millis(200)) {
+            FeedItem::Frame { frame, dropped } => {
+                heard = Instant::now();
+                on_frame(frame, dropped);
+            }
+            FeedItem::Status(change) => {
+                heard = Instant::now();
+                online = change.state == CameraState::Online;
+                on_status(change);
+            }
+            FeedItem::Ended => break Ok(()),
+            FeedItem::Quiet => match stopping {
+                Some(since) if since.elapsed() > DECODER_STOP_WAIT => {
+                    tracing::warn!(camera = %cam.id, "the decoder did not stop within {DECODER_STOP_WAIT:?}; leaving it behind");
+                    break Ok(());
+                }
+                Some(_) => {}
+                // Opening and reconnecting have their own timeouts and backoff: only a camera
+                // that is online and silent is stuck.
+                None if online && heard.elapsed() > stall => {
+                    break Err(format!(
+                        "no frame for {} s while online: the stream or its decoder is stuck",
+                        stall.as_secs_f64()
+                    ))
+                }
+                None => {}
+            },
+        }
+    };
+    // A stuck decoder is left behind; once it wakes it finds the slot closed and stops.
+    slot.close();
+    feed_stop.store(true, Ordering::Relaxed);
+    outcome?;
     if let Some(t) = last_time.get() {
         send_events(pipeline.finish(t, EndReason::StreamEnded));
     }
+    Ok(())
 }
 
-/// Runs a camera's worker and, when its analysis fails (a panic in a model, a decoder or a
-/// rule), reports the camera `offline` with why and starts it again with backoff (1 s doubling
+/// How long a stopped camera waits for its decoder to finish before leaving it behind.
+const DECODER_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs a camera's worker and, when it fails (a panic in a model, a decoder or a rule, or a
+/// decoder that stopped giving frames), reports the camera `offline` with why and starts it again with backoff (1 s doubling
 /// to 30 s; back to 1 s after a minute of good running). The new run takes up the events the
 /// failed one left open, like after a restart of the node. The other cameras never notice.
 fn supervise(
@@ -576,19 +659,22 @@ fn supervise(
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             camera_worker(loaded, cam, detector.clone(), &links)
         }));
-        let Err(panic) = run else { return };
+        let why = match run {
+            Ok(Ok(())) => return,
+            Ok(Err(stuck)) => stuck,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("the camera's analysis failed ({why})")
+            }
+        };
         if began.elapsed() > std::time::Duration::from_secs(60) {
             backoff = FIRST;
         }
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        let error = format!(
-            "the camera's analysis failed ({why}); restarting in {} s",
-            backoff.as_secs()
-        );
+        let error = format!("{why}; restarting in {} s", backoff.as_secs());
         tracing::error!(camera = %cam.id, "{error}");
         links.stats.update(&cam.id, |s| {
             s.state = CameraState::Offline;

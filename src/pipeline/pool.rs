@@ -1,0 +1,195 @@
+//! The analysis pool: how many cameras' frames are analysed (preprocessed, inferred, judged) at
+//! the same time on this node, and in which order.
+//!
+//! Every camera decodes on its own thread, but a frame's analysis first takes a place in the
+//! pool. There are as many places as the machine can run at once (one per core by default), so
+//! 200 cameras do not fight over two cores with 200 half-finished analyses; the places are given
+//! in the order the cameras asked (first come, first served), so no camera starves. A camera
+//! waiting for a slow thing that is not computing (the main stream's next keyframe for a photo)
+//! steps out of the pool meanwhile with [`outside`].
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+#[derive(Default)]
+struct Places {
+    free: usize,
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
+}
+
+/// The node's analysis places, shared by its cameras.
+pub struct AnalysisPool {
+    size: usize,
+    places: Mutex<Places>,
+    changed: Condvar,
+}
+
+thread_local! {
+    /// The pool whose place this thread holds, so [`outside`] can hand it back for a while.
+    static HELD: RefCell<Option<Arc<AnalysisPool>>> = const { RefCell::new(None) };
+}
+
+impl AnalysisPool {
+    /// A pool of `size` places (at least one).
+    pub fn new(size: usize) -> Arc<Self> {
+        let size = size.max(1);
+        Arc::new(Self {
+            size,
+            places: Mutex::new(Places {
+                free: size,
+                ..Places::default()
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// The default size: one place per core, and enough for the detector's batches to fill.
+    pub fn default_size(sessions: usize, batch_size: usize) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.max(sessions.max(1) * batch_size.max(1))
+    }
+
+    /// How many places there are.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Places> {
+        // Two counters and a queue: a panic elsewhere cannot leave them half-written.
+        self.places.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn acquire(&self) {
+        let mut p = self.lock();
+        let ticket = p.next_ticket;
+        p.next_ticket += 1;
+        p.waiting.push_back(ticket);
+        while !(p.free > 0 && p.waiting.front() == Some(&ticket)) {
+            p = self.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        p.waiting.pop_front();
+        p.free -= 1;
+        // The next in line may find a place free too.
+        self.changed.notify_all();
+    }
+
+    fn release(&self) {
+        self.lock().free += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits for a place (in turn) and holds it until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> InPool {
+        self.acquire();
+        HELD.with(|h| *h.borrow_mut() = Some(self.clone()));
+        InPool { pool: self.clone() }
+    }
+}
+
+/// A place in the pool, held while the guard lives (also when the analysis panics).
+pub struct InPool {
+    pool: Arc<AnalysisPool>,
+}
+
+impl Drop for InPool {
+    fn drop(&mut self) {
+        HELD.with(|h| *h.borrow_mut() = None);
+        self.pool.release();
+    }
+}
+
+/// Runs `f` without this thread's place in the pool (if it holds one), taking a place again in
+/// turn afterwards: for waits that do not compute, so other cameras analyse meanwhile.
+pub fn outside<T>(f: impl FnOnce() -> T) -> T {
+    let held = HELD.with(|h| h.borrow().clone());
+    let Some(pool) = held else { return f() };
+    // Taken back before `f` runs, so a panic in `f` does not release the place twice.
+    struct Retake(Arc<AnalysisPool>);
+    impl Drop for Retake {
+        fn drop(&mut self) {
+            self.0.acquire();
+        }
+    }
+    pool.release();
+    let _retake = Retake(pool);
+    f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn no_more_analyses_run_at_once_than_there_are_places() {
+        let pool = AnalysisPool::new(2);
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (pool, now, most) = (pool.clone(), now.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        let _place = pool.enter();
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(2));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().ok();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn places_are_given_in_the_order_asked() {
+        let pool = AnalysisPool::new(1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = pool.enter();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let (asking, order) = (pool.clone(), order.clone());
+                let t = std::thread::spawn(move || {
+                    let _place = asking.enter();
+                    order.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+                });
+                // Each asks after the one before has queued.
+                while pool.lock().waiting.len() < i + 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                t
+            })
+            .collect();
+        drop(first);
+        for t in threads {
+            t.join().ok();
+        }
+        assert_eq!(
+            *order.lock().unwrap_or_else(|e| e.into_inner()),
+            vec![0, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn a_camera_waiting_outside_lets_another_analyse() {
+        let pool = AnalysisPool::new(1);
+        let place = pool.enter();
+        let other = {
+            let pool = pool.clone();
+            move || {
+                let _p = pool.enter();
+            }
+        };
+        // Without stepping out, `other` would wait forever for the only place.
+        outside(|| std::thread::spawn(other).join().ok());
+        assert_eq!(pool.lock().free, 0);
+        drop(place);
+        assert_eq!(pool.lock().free, 1);
+    }
+}

@@ -337,7 +337,7 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
                 Err(e) => failure = Some(e.to_string()),
             }
         };
-        source::run_feed(&feed, &stop, &mut |_| {}, &mut on_frame)?;
+        source::run_feed(&feed, &stop, &|| true, &mut |_| {}, &mut on_frame)?;
         if let Some(t) = last_time {
             pipeline
                 .finish(t, EndReason::StreamEnded)

@@ -312,10 +312,7 @@ pub fn write_jpeg(img: &RgbImage, path: &Path) -> Result<String, EvidenceError> 
         path: path.to_path_buf(),
         why,
     };
-    let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 88)
-        .encode_image(img)
-        .map_err(|e| err(e.to_string()))?;
+    let bytes = crate::picture::encode_jpeg(img, 88).map_err(|e| err(e.to_string()))?;
     let tmp = path.with_extension("jpg.part");
     let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
     f.write_all(&bytes).map_err(|e| err(e.to_string()))?;

@@ -52,6 +52,24 @@ pub fn read(path: &std::path::Path) -> Result<RgbImage> {
     Ok(rgb)
 }
 
+/// Encodes a picture as JPEG at `quality` (1-100) with OpenCV (the system's libjpeg-turbo):
+/// several times faster than a pure-Rust encoder, which matters when many cameras write
+/// evidence at once.
+pub fn encode_jpeg(img: &RgbImage, quality: i32) -> Result<Vec<u8>> {
+    let view = rgb_view(img)?;
+    let mut bgr = Mat::default();
+    imgproc::cvt_color_def(&view, &mut bgr, imgproc::COLOR_RGB2BGR)?;
+    let mut bytes = cv::Vector::<u8>::new();
+    let params = cv::Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]);
+    if !imgcodecs::imencode(".jpg", &bgr, &mut bytes, &params)? {
+        return Err(PictureError::new(
+            cv::StsError,
+            "OpenCV could not encode the picture as JPEG".to_string(),
+        ));
+    }
+    Ok(bytes.to_vec())
+}
+
 /// A read-only OpenCV view of an RGB picture (no copy).
 pub fn rgb_view(img: &RgbImage) -> Result<BoxedRef<'_, Mat>> {
     Mat::new_rows_cols_with_bytes::<cv::Vec3b>(img.height() as i32, img.width() as i32, img)

@@ -182,10 +182,7 @@ pub async fn snapshot(
                 }
             }
         }
-        let mut bytes = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85)
-            .encode_image(&img)
-            .map(|_| bytes)
+        crate::picture::encode_jpeg(&img, 85)
     })
     .await;
     match encoded {

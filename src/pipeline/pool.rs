@@ -10,20 +10,25 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A camera waiting for a place: woken alone when the place is handed to it.
+struct Waiter {
+    granted: Arc<AtomicBool>,
+    thread: std::thread::Thread,
+}
 
 #[derive(Default)]
 struct Places {
     free: usize,
-    waiting: VecDeque<u64>,
-    next_ticket: u64,
+    waiting: VecDeque<Waiter>,
 }
 
 /// The node's analysis places, shared by its cameras.
 pub struct AnalysisPool {
     size: usize,
     places: Mutex<Places>,
-    changed: Condvar,
 }
 
 thread_local! {
@@ -41,7 +46,6 @@ impl AnalysisPool {
                 free: size,
                 ..Places::default()
             }),
-            changed: Condvar::new(),
         })
     }
 
@@ -62,22 +66,36 @@ impl AnalysisPool {
     }
 
     fn acquire(&self) {
-        let mut p = self.lock();
-        let ticket = p.next_ticket;
-        p.next_ticket += 1;
-        p.waiting.push_back(ticket);
-        while !(p.free > 0 && p.waiting.front() == Some(&ticket)) {
-            p = self.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+        let granted = {
+            let mut p = self.lock();
+            if p.free > 0 && p.waiting.is_empty() {
+                p.free -= 1;
+                return;
+            }
+            let granted = Arc::new(AtomicBool::new(false));
+            p.waiting.push_back(Waiter {
+                granted: granted.clone(),
+                thread: std::thread::current(),
+            });
+            granted
+        };
+        // A released place is handed to the first in line directly, and only that thread is
+        // woken: with hundreds of cameras waiting, waking them all on every release would cost
+        // more than the analysis.
+        while !granted.load(Ordering::Acquire) {
+            std::thread::park();
         }
-        p.waiting.pop_front();
-        p.free -= 1;
-        // The next in line may find a place free too.
-        self.changed.notify_all();
     }
 
     fn release(&self) {
-        self.lock().free += 1;
-        self.changed.notify_all();
+        let mut p = self.lock();
+        match p.waiting.pop_front() {
+            Some(next) => {
+                next.granted.store(true, Ordering::Release);
+                next.thread.unpark();
+            }
+            None => p.free += 1,
+        }
     }
 
     /// Waits for a place (in turn) and holds it until the guard is dropped.
@@ -120,7 +138,7 @@ pub fn outside<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     #[test]

@@ -586,10 +586,7 @@ fn kind_label(kind: &str) -> String {
 fn thumbnail(path: &Path) -> Option<String> {
     let img = image::open(path).ok()?;
     let small = img.thumbnail(THUMB, THUMB).to_rgb8();
-    let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 80)
-        .encode_image(&small)
-        .ok()?;
+    let bytes = crate::picture::encode_jpeg(&small, 80).ok()?;
     Some(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 

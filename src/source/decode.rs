@@ -56,6 +56,8 @@ pub struct VideoDecoder {
     decode: std::time::Duration,
     /// Damaged packets since the last frame returned.
     damaged: u64,
+    /// Keyframe packets sent to the decoder after `want` took them: their frames are wanted.
+    judged_packets: u32,
 }
 
 static FFMPEG_INIT: Once = Once::new();
@@ -150,6 +152,7 @@ impl VideoDecoder {
             eof_sent: false,
             decode: std::time::Duration::ZERO,
             damaged: 0,
+            judged_packets: 0,
         })
     }
 
@@ -173,6 +176,7 @@ impl VideoDecoder {
             .seek(target, ..target.saturating_add(1))
             .map_err(|e| self.err(format!("cannot seek to {pts:.2} s: {e}")))?;
         self.decoder.flush();
+        self.judged_packets = 0;
         self.eof_sent = false;
         self.start_pts = Some(self.stream_start.unwrap_or(0));
         Ok(())
@@ -193,8 +197,11 @@ impl VideoDecoder {
         &mut self,
         want: &mut dyn FnMut(f64) -> bool,
     ) -> Result<Option<DecodedFrame>, DecodeError> {
-        while let Some((frame, pts)) = self.decode_next()? {
-            if !want(pts) {
+        while let Some((frame, pts)) = self.decode_next(want)? {
+            // In keyframe mode the packet was judged before it was decoded.
+            let judged = self.judged_packets > 0;
+            self.judged_packets = self.judged_packets.saturating_sub(1);
+            if !judged && !want(pts) {
                 continue;
             }
             let started = std::time::Instant::now();
@@ -202,7 +209,7 @@ impl VideoDecoder {
             let small = self.convert_small_gray(&frame)?;
             self.decode += started.elapsed();
             let next_small = match self.mode {
-                DecodeMode::All => match self.decode_next()? {
+                DecodeMode::All => match self.decode_next(&mut |_| true)? {
                     Some((next, _)) => {
                         let started = std::time::Instant::now();
                         let g = self.convert_small_gray(&next)?;
@@ -225,8 +232,13 @@ impl VideoDecoder {
         Ok(None)
     }
 
-    /// The next decoded frame with a timestamp, and its time in seconds from the first.
-    fn decode_next(&mut self) -> Result<Option<(VideoFrame, f64)>, DecodeError> {
+    /// The next decoded frame with a timestamp, and its time in seconds from the first. In
+    /// keyframe mode a keyframe's packet is offered to `want` first and not decoded at all
+    /// when it is not wanted (each keyframe stands alone, so nothing is lost).
+    fn decode_next(
+        &mut self,
+        want: &mut dyn FnMut(f64) -> bool,
+    ) -> Result<Option<(VideoFrame, f64)>, DecodeError> {
         let mut frame = VideoFrame::empty();
         loop {
             let started = std::time::Instant::now();
@@ -257,9 +269,22 @@ impl VideoDecoder {
                     if self.mode == DecodeMode::Keyframes && !packet.is_key() {
                         continue;
                     }
+                    let judged = match packet.pts() {
+                        Some(ts) if self.mode == DecodeMode::Keyframes => {
+                            let start = *self.start_pts.get_or_insert(ts);
+                            if !want((ts - start) as f64 * self.time_base) {
+                                continue;
+                            }
+                            true
+                        }
+                        _ => false,
+                    };
                     let started = std::time::Instant::now();
                     let sent = self.decoder.send_packet(&packet);
                     self.decode += started.elapsed();
+                    if sent.is_ok() && judged {
+                        self.judged_packets += 1;
+                    }
                     if let Err(e) = sent {
                         // A damaged packet (common on lossy RTSP) is skipped, not fatal.
                         tracing::debug!(url = %self.url, "packet rejected: {e}");

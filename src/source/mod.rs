@@ -157,7 +157,10 @@ impl FeedOptions {
         if self.pace == 0.0 && is_file_url(&self.url) {
             WhenBusy::Wait
         } else {
-            WhenBusy::Replace
+            // A frame older than two detection intervals is not worth analysing any more.
+            WhenBusy::Replace(Duration::from_secs_f64(
+                (2.0 * self.detect_every_seconds).clamp(0.1, 3600.0),
+            ))
         }
     }
 }
@@ -181,8 +184,9 @@ pub fn spawn_feed(
                 stop.store(true, Ordering::Relaxed);
             }
         };
+        let ready = || slot.accepts_next();
         // The error is already a status change; nothing else to say.
-        let _ = run_feed(&opts, &stop, &mut on_status, &mut on_frame);
+        let _ = run_feed(&opts, &stop, &ready, &mut on_status, &mut on_frame);
         slot.end();
     })
 }
@@ -196,10 +200,13 @@ pub fn is_file_url(url: &str) -> bool {
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Runs a feed until `stop` is set or the stream ends (files), calling `on_frame` for each
-/// sampled frame and `on_status` on every state change. Returns the last error when not reconnecting.
+/// sampled frame and `on_status` on every state change. A frame due while `ready` says no is
+/// skipped before it is decoded where the stream allows. Returns the last error when not
+/// reconnecting.
 pub fn run_feed(
     opts: &FeedOptions,
     stop: &AtomicBool,
+    ready: &dyn Fn() -> bool,
     on_status: &mut dyn FnMut(StatusChange),
     on_frame: &mut dyn FnMut(Frame),
 ) -> Result<(), DecodeError> {
@@ -231,20 +238,25 @@ pub fn run_feed(
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                let mut want = |pts: f64| sampler.take(pts);
+                let paced = opts.pace > 0.0 && is_file_url(&opts.url);
+                let mut want = |pts: f64| {
+                    // A paced file plays in real time: each frame is judged when it is due, so
+                    // frames skipped while the analysis is busy do not make it run ahead.
+                    if paced {
+                        let due = Duration::from_secs_f64(pts.max(0.0) / opts.pace);
+                        let elapsed = opened.elapsed();
+                        if due > elapsed {
+                            sleep_unless_stopped(due - elapsed, stop);
+                        }
+                    }
+                    sampler.take(pts) && ready()
+                };
                 let Some(f) = dec.next_frame(&mut want)? else {
                     return Ok(());
                 };
                 if !announced {
                     announced = true;
                     set_state(CameraState::Online, None, on_status);
-                }
-                if opts.pace > 0.0 && is_file_url(&opts.url) {
-                    let due = Duration::from_secs_f64(f.pts / opts.pace);
-                    let elapsed = opened.elapsed();
-                    if due > elapsed {
-                        sleep_unless_stopped(due - elapsed, stop);
-                    }
                 }
                 let time = anchor + chrono::Duration::milliseconds((f.pts * 1000.0).round() as i64);
                 loop_anchor = Some(

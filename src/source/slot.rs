@@ -1,21 +1,25 @@
 //! The hand-over between a camera's decoding thread and its analysis: one latest-frame slot.
 //!
-//! A live camera does not wait for the analysis. When a sampled frame arrives while the previous
-//! one is still waiting, the newer replaces it and the older is counted as dropped, so a busy
-//! node analyses the present instead of building up lag. A file played as fast as possible has no
-//! present to keep up with: there the decoder waits for the slot to empty and nothing is dropped.
+//! A live camera does not wait for the analysis. While its previous frame still waits for a place
+//! in the node's analysis pool, the next sampled frames are not even decoded (decoding frames
+//! that would be thrown away is what starves an overloaded node), and are counted as dropped;
+//! once the waiting frame has grown too old it is replaced by the next one. So a busy node
+//! analyses every camera in turn, at most one frame per camera waits, and the lag stays bounded
+//! instead of growing. A file played as fast as possible has no present to keep up with: there
+//! the decoder waits for the slot to empty and nothing is dropped.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Frame, StatusChange};
 
 /// What the decoder does when the analysis has not taken the previous frame yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenBusy {
-    /// Replace the waiting frame and count it dropped (live cameras, paced files).
-    Replace,
+    /// Skip the next frames while one waits, replacing it once it has waited this long; the
+    /// skipped and replaced frames count as dropped (live cameras, paced files).
+    Replace(Duration),
     /// Wait for the analysis (files read as fast as possible).
     Wait,
 }
@@ -41,6 +45,8 @@ pub enum FeedItem {
 #[derive(Default)]
 struct SlotState {
     frame: Option<(u64, Frame)>,
+    /// When the waiting frame was put.
+    since: Option<Instant>,
     dropped: u64,
     statuses: VecDeque<(u64, StatusChange)>,
     /// Order of arrival, so statuses and frames are taken as they came.
@@ -72,6 +78,21 @@ impl FrameSlot {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the decoder should decode and hand over the next sampled frame: yes when the slot
+    /// is empty or its frame has waited too long; no (and the frame counts as dropped) while a
+    /// recent one still waits.
+    pub fn accepts_next(&self) -> bool {
+        let WhenBusy::Replace(after) = self.when_busy else {
+            return true;
+        };
+        let mut s = self.lock();
+        let busy = s.frame.is_some() && s.since.is_some_and(|t| t.elapsed() < after);
+        if busy {
+            s.dropped += 1;
+        }
+        !busy
+    }
+
     /// The decoder hands over a sampled frame; false once the analysis has gone.
     pub fn put(&self, frame: Frame) -> bool {
         let mut s = self.lock();
@@ -89,6 +110,7 @@ impl FrameSlot {
         }
         s.seq += 1;
         let seq = s.seq;
+        s.since = Some(Instant::now());
         if s.frame.replace((seq, frame)).is_some() {
             s.dropped += 1;
         }
@@ -173,7 +195,8 @@ mod tests {
 
     #[test]
     fn a_busy_live_camera_keeps_the_newest_frame_and_counts_the_rest() {
-        let slot = FrameSlot::new(WhenBusy::Replace);
+        // Frames that waited 0 s are already too old: each put replaces.
+        let slot = FrameSlot::new(WhenBusy::Replace(Duration::ZERO));
         slot.status(StatusChange {
             state: CameraState::Online,
             error: None,
@@ -194,6 +217,22 @@ mod tests {
         assert_eq!(pts(slot.take(Duration::ZERO)), (4.0, 0));
         slot.end();
         assert!(matches!(slot.take(Duration::ZERO), FeedItem::Ended));
+    }
+
+    #[test]
+    fn while_a_recent_frame_waits_the_next_ones_are_not_decoded() {
+        let slot = FrameSlot::new(WhenBusy::Replace(Duration::from_millis(300)));
+        assert!(slot.accepts_next());
+        assert!(slot.put(frame(0.0)));
+        // Two sampled frames come while frame 0 waits: skipped, counted.
+        assert!(!slot.accepts_next());
+        assert!(!slot.accepts_next());
+        std::thread::sleep(Duration::from_millis(350));
+        // Frame 0 has waited too long: the next replaces it.
+        assert!(slot.accepts_next());
+        assert!(slot.put(frame(3.0)));
+        assert_eq!(pts(slot.take(Duration::ZERO)), (3.0, 3));
+        assert!(slot.accepts_next());
     }
 
     #[test]
@@ -226,7 +265,7 @@ mod tests {
 
     #[test]
     fn statuses_and_frames_come_out_in_the_order_they_went_in() {
-        let slot = FrameSlot::new(WhenBusy::Replace);
+        let slot = FrameSlot::new(WhenBusy::Replace(Duration::from_secs(4)));
         slot.put(frame(1.0));
         slot.status(StatusChange {
             state: CameraState::Reconnecting,

@@ -34,7 +34,8 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
         start_embedded_broker(&loaded)?;
         let mut link = mqtt::start_link(&loaded)?;
         let stats = StatsBoard::default();
-        let live = LiveView::default();
+        // Frames are kept for the console only.
+        let live = LiveView::new(loaded.config.http.is_some());
         let stop = Arc::new(AtomicBool::new(false));
         let (console_tx, mut console_rx) = tokio::sync::mpsc::unbounded_channel();
         let (console_stop, console_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -416,7 +417,7 @@ pub fn demo(config: &Path, scenario: &Path, clip: &Path) -> Result<()> {
             loaded.clone(),
             link.tx.clone(),
             StatsBoard::default(),
-            LiveView::default(),
+            LiveView::new(false),
         );
         // The demo camera is a file: its thread ends at the end of the clip.
         for h in cameras.into_threads() {

@@ -31,14 +31,32 @@ pub struct LiveFrame {
 }
 
 /// Latest frames of all cameras.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LiveView {
     frames: Arc<RwLock<BTreeMap<String, LiveFrame>>>,
+    /// False without a console: nothing would read the frames, and each holds a picture.
+    keep: bool,
 }
 
 impl LiveView {
+    /// A live view that keeps the frames (`keep`, with a console) or drops them at once.
+    pub fn new(keep: bool) -> Self {
+        Self {
+            frames: Arc::default(),
+            keep,
+        }
+    }
+
+    /// Whether frames put here are kept (a console reads them).
+    pub fn keeps(&self) -> bool {
+        self.keep
+    }
+
     /// Replaces a camera's latest frame.
     pub fn put(&self, camera: &str, frame: LiveFrame) {
+        if !self.keep {
+            return;
+        }
         if let Ok(mut m) = self.frames.write() {
             m.insert(camera.to_string(), frame);
         }

@@ -1,6 +1,10 @@
 //! Pipeline: one camera's stages wired together. A frame goes in; event messages come out.
 //!
 //! detector -> tracker -> scene -> incidents -> evidence + ledger -> messages
+//!
+//! In two halves: [`CameraPipeline::analyse`] computes (detector, tracker, change map, scene
+//! rules) and runs in a place of the node's analysis pool (`pool.rs`); [`CameraPipeline::record`]
+//! writes (incidents, evidence photos, ledger, re-checks) after the place is given up.
 
 mod loop_back;
 pub mod pool;
@@ -83,6 +87,19 @@ pub struct FrameOutcome {
     pub inferred: bool,
 }
 
+/// What the analysis of a frame saw, before anything is recorded: the computing half of a
+/// frame, done in a place of the node's analysis pool. [`CameraPipeline::record`] turns it into
+/// events, evidence and ledger rows outside the pool, so disk and main-stream waits never hold
+/// up other cameras' analysis.
+#[derive(Debug)]
+pub struct Analysis {
+    detections: Vec<Detection>,
+    tracks: Vec<Track>,
+    timing: DetectTiming,
+    inferred: bool,
+    report: SceneReport,
+}
+
 /// All stages of one camera.
 pub struct CameraPipeline {
     camera: CameraConfig,
@@ -128,8 +145,8 @@ pub struct CameraPipeline {
     rechecks: Vec<loop_back::Recheck>,
     /// With `detect_url`: the main stream, where evidence photos come from.
     main: Option<MainStream>,
-    /// The main stream's photo of the latest frame that needed one (one grab serves every event
-    /// of a frame).
+    /// The main stream's photo of the frame being recorded, once one of its events needed it
+    /// (one grab serves every event of a frame); dropped when the frame is done.
     main_photo: Option<(DateTime<Utc>, EvidenceFrame)>,
     /// Why the main stream gave no photo the last time it was asked; None once it did.
     main_error: Option<String>,
@@ -404,8 +421,7 @@ impl CameraPipeline {
                 return photo.clone();
             }
         }
-        // Waiting for the main stream's keyframe computes nothing: other cameras analyse meanwhile.
-        let photo = match pool::outside(|| main.grab(frame.pts)) {
+        let photo = match main.grab(frame.pts) {
             Ok(p) => {
                 tracing::debug!(camera = %self.camera.id, delay = ?p.delay, "photo from the main stream");
                 if self.main_error.take().is_some() {
@@ -463,17 +479,24 @@ impl CameraPipeline {
         Some(self.emit(changes, None))
     }
 
-    /// Runs every stage on one frame.
+    /// Runs every stage on one frame: [`Self::analyse`] then [`Self::record`].
     pub fn process(&mut self, frame: &Frame) -> Result<FrameOutcome, PipelineError> {
-        let zones = self.scene.watched_polygons();
-        let still = self.last_inference.as_ref().is_some_and(|last| {
-            last.still_holds(
-                frame.time,
-                &frame.small,
-                &zones,
-                self.camera.full_detect_seconds,
-            )
-        });
+        let analysis = self.analyse(frame)?;
+        Ok(self.record(frame, analysis))
+    }
+
+    /// The computing stages on one frame: the model (or its last detections while the zones
+    /// are still), tracking, the static-change map and the zones' rules.
+    pub fn analyse(&mut self, frame: &Frame) -> Result<Analysis, PipelineError> {
+        let still = self.camera.full_detect_seconds > 0.0
+            && self.last_inference.as_ref().is_some_and(|last| {
+                last.still_holds(
+                    frame.time,
+                    &frame.small,
+                    &self.scene.watched_polygons(),
+                    self.camera.full_detect_seconds,
+                )
+            });
         let (detections, timing) = if still {
             let last = self.last_inference.as_ref().map(|l| l.detections.clone());
             (last.unwrap_or_default(), DetectTiming::default())
@@ -488,10 +511,13 @@ impl CameraPipeline {
             }
             (detections, timing)
         };
-        let outcome = self.analyse(frame, detections, timing)?;
-        Ok(FrameOutcome {
+        let (tracks, report) = self.observe(frame, &detections);
+        Ok(Analysis {
+            detections,
+            tracks,
+            timing,
             inferred: !still,
-            ..outcome
+            report,
         })
     }
 
@@ -510,13 +536,8 @@ impl CameraPipeline {
         })
     }
 
-    /// Every stage after the detector, on one frame and its detections.
-    fn analyse(
-        &mut self,
-        frame: &Frame,
-        detections: Vec<Detection>,
-        timing: DetectTiming,
-    ) -> Result<FrameOutcome, PipelineError> {
+    /// Tracking, the static-change map and the zones' rules on one frame and its detections.
+    fn observe(&mut self, frame: &Frame, detections: &[Detection]) -> (Vec<Track>, SceneReport) {
         let motion = match &frame.next_small {
             Some(next) => MotionMap::between(&frame.small, next).unwrap_or_else(|e| {
                 tracing::debug!(camera = %self.camera.id, "no motion map for this frame: {e}");
@@ -542,7 +563,7 @@ impl CameraPipeline {
             motion: motion.as_ref(),
             camera_shift,
         };
-        let tracks = self.tracker.update(frame.time, &detections, Some(sight));
+        let tracks = self.tracker.update(frame.time, detections, Some(sight));
         let statics = match &mut self.change {
             Some(map) => {
                 // Road users are compared with nothing: they come and go.
@@ -568,6 +589,20 @@ impl CameraPipeline {
         };
         let report: SceneReport = self.scene.evaluate(frame.time, &tracks, &statics, w, h);
         self.keep_rest_photos(frame, &report);
+        (tracks, report)
+    }
+
+    /// The recording stages on an analysed frame: events opened, continued and ended, their
+    /// evidence photos (from the main stream when there is one) and ledger rows, re-checks of
+    /// cleared places; returns the messages to send.
+    pub fn record(&mut self, frame: &Frame, analysis: Analysis) -> FrameOutcome {
+        let Analysis {
+            detections,
+            tracks,
+            timing,
+            inferred,
+            report,
+        } = analysis;
         let mut messages = self.resume(frame, &report);
         if std::mem::take(&mut self.loop_back_due) {
             self.recover_loop_back(frame.time);
@@ -581,15 +616,18 @@ impl CameraPipeline {
         let changes = self.incidents.step(frame.time, &report, &dwell);
         messages.extend(self.emit(changes, Some(frame)));
         let reviews = self.loop_back(frame, &report);
+        // The main stream's photo served this frame's events; a full-resolution picture per
+        // camera is too much to keep until the next event.
+        self.main_photo = None;
         self.previous_frame = Some((frame.time, frame.image.clone()));
-        Ok(FrameOutcome {
+        FrameOutcome {
             detections,
             tracks,
             timing,
             messages,
             reviews,
-            inferred: true,
-        })
+            inferred,
+        }
     }
 
     /// Keeps, for every thing at rest in an armed zone, the frame of when its rest began: this

@@ -4,11 +4,10 @@
 //! Every camera decodes on its own thread, but a frame's analysis first takes a place in the
 //! pool. There are as many places as the machine can run at once (one per core by default), so
 //! 200 cameras do not fight over two cores with 200 half-finished analyses; the places are given
-//! in the order the cameras asked (first come, first served), so no camera starves. A camera
-//! waiting for a slow thing that is not computing (the main stream's next keyframe for a photo)
-//! steps out of the pool meanwhile with [`outside`].
+//! in the order the cameras asked (first come, first served), so no camera starves. Only the
+//! computing half of a frame holds a place: recording its events (disk writes, the main
+//! stream's photo) happens after.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,11 +28,6 @@ struct Places {
 pub struct AnalysisPool {
     size: usize,
     places: Mutex<Places>,
-}
-
-thread_local! {
-    /// The pool whose place this thread holds, so [`outside`] can hand it back for a while.
-    static HELD: RefCell<Option<Arc<AnalysisPool>>> = const { RefCell::new(None) };
 }
 
 impl AnalysisPool {
@@ -101,7 +95,6 @@ impl AnalysisPool {
     /// Waits for a place (in turn) and holds it until the guard is dropped.
     pub fn enter(self: &Arc<Self>) -> InPool {
         self.acquire();
-        HELD.with(|h| *h.borrow_mut() = Some(self.clone()));
         InPool { pool: self.clone() }
     }
 }
@@ -113,26 +106,8 @@ pub struct InPool {
 
 impl Drop for InPool {
     fn drop(&mut self) {
-        HELD.with(|h| *h.borrow_mut() = None);
         self.pool.release();
     }
-}
-
-/// Runs `f` without this thread's place in the pool (if it holds one), taking a place again in
-/// turn afterwards: for waits that do not compute, so other cameras analyse meanwhile.
-pub fn outside<T>(f: impl FnOnce() -> T) -> T {
-    let held = HELD.with(|h| h.borrow().clone());
-    let Some(pool) = held else { return f() };
-    // Taken back before `f` runs, so a panic in `f` does not release the place twice.
-    struct Retake(Arc<AnalysisPool>);
-    impl Drop for Retake {
-        fn drop(&mut self) {
-            self.0.acquire();
-        }
-    }
-    pool.release();
-    let _retake = Retake(pool);
-    f()
 }
 
 #[cfg(test)]
@@ -192,22 +167,5 @@ mod tests {
             *order.lock().unwrap_or_else(|e| e.into_inner()),
             vec![0, 1, 2, 3]
         );
-    }
-
-    #[test]
-    fn a_camera_waiting_outside_lets_another_analyse() {
-        let pool = AnalysisPool::new(1);
-        let place = pool.enter();
-        let other = {
-            let pool = pool.clone();
-            move || {
-                let _p = pool.enter();
-            }
-        };
-        // Without stepping out, `other` would wait forever for the only place.
-        outside(|| std::thread::spawn(other).join().ok());
-        assert_eq!(pool.lock().free, 0);
-        drop(place);
-        assert_eq!(pool.lock().free, 1);
     }
 }

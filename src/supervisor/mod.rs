@@ -527,11 +527,13 @@ pub fn camera_worker(
                 }
             }
         }
-        // The analysis waits its turn for a place in the node's pool.
-        let place = pool.enter();
-        let processed = pipeline.process(&frame);
-        drop(place);
-        match processed {
+        // The analysis waits its turn for a place in the node's pool; recording (evidence,
+        // ledger, main-stream photos) runs after it has given the place up.
+        let analysed = {
+            let _place = pool.enter();
+            pipeline.analyse(&frame)
+        };
+        match analysed.map(|a| pipeline.record(&frame, a)) {
             Ok(outcome) => {
                 stats.update(&cam.id, |s| {
                     s.frames += 1;
@@ -552,7 +554,9 @@ pub fn camera_worker(
                 }
                 let time = frame.time;
                 // The frame is done with: it moves to the live view, uncopied.
-                live.put(&cam.id, live_frame(frame, &outcome.detections));
+                if live.keeps() {
+                    live.put(&cam.id, live_frame(frame, &outcome.detections));
+                }
                 // The status topic says when evidence cannot be written or the main stream
                 // gives no photo, and when it works again.
                 let now_storage = pipeline.storage_error().map(str::to_string);

@@ -246,8 +246,10 @@ fn default_providers() -> Vec<Provider> {
     vec![Provider::Cpu]
 }
 
+/// One session per core (each inference then runs on a core of its own), at most 8: beyond
+/// that the sessions' memory costs more than the parallelism gains on CPU.
 fn default_sessions() -> usize {
-    1
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 fn default_batch_size() -> usize {

@@ -329,6 +329,7 @@ id = "cam-dual"
 url = "rtsp://10.0.0.7/Streaming/Channels/101"
 detect_url = "rtsp://10.0.0.7/Streaming/Channels/101"
 full_detect_seconds = -7.5
+stall_seconds = 1.5
 "#;
     let case = Case::new(&format!("{VALID}{second}"));
     let out = case.check();
@@ -341,6 +342,12 @@ full_detect_seconds = -7.5
         case.at("-7.5"),
         "cameras[1].full_detect_seconds",
         &["must be 0"],
+    );
+    // A stall shorter than the sampling interval would restart a healthy camera.
+    out.assert_error(
+        case.at("1.5"),
+        "cameras[1].stall_seconds",
+        &["must be more than detect_every_seconds (2)"],
     );
 }
 

@@ -26,7 +26,6 @@ struct Places {
 
 /// The node's analysis places, shared by its cameras.
 pub struct AnalysisPool {
-    size: usize,
     places: Mutex<Places>,
 }
 
@@ -35,7 +34,6 @@ impl AnalysisPool {
     pub fn new(size: usize) -> Arc<Self> {
         let size = size.max(1);
         Arc::new(Self {
-            size,
             places: Mutex::new(Places {
                 free: size,
                 ..Places::default()
@@ -47,11 +45,6 @@ impl AnalysisPool {
     pub fn default_size(sessions: usize, batch_size: usize) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         cores.max(sessions.max(1) * batch_size.max(1))
-    }
-
-    /// How many places there are.
-    pub fn size(&self) -> usize {
-        self.size
     }
 
     fn lock(&self) -> MutexGuard<'_, Places> {

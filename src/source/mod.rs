@@ -158,7 +158,7 @@ impl FeedOptions {
             WhenBusy::Wait
         } else {
             // A frame older than two detection intervals is not worth analysing any more.
-            WhenBusy::Replace(Duration::from_secs_f64(
+            WhenBusy::Skip(Duration::from_secs_f64(
                 (2.0 * self.detect_every_seconds).clamp(0.1, 3600.0),
             ))
         }

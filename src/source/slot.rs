@@ -19,7 +19,7 @@ use super::{Frame, StatusChange};
 pub enum WhenBusy {
     /// Skip the next frames while one waits, replacing it once it has waited this long; the
     /// skipped and replaced frames count as dropped (live cameras, paced files).
-    Replace(Duration),
+    Skip(Duration),
     /// Wait for the analysis (files read as fast as possible).
     Wait,
 }
@@ -82,7 +82,7 @@ impl FrameSlot {
     /// is empty or its frame has waited too long; no (and the frame counts as dropped) while a
     /// recent one still waits.
     pub fn accepts_next(&self) -> bool {
-        let WhenBusy::Replace(after) = self.when_busy else {
+        let WhenBusy::Skip(after) = self.when_busy else {
             return true;
         };
         let mut s = self.lock();
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn a_busy_live_camera_keeps_the_newest_frame_and_counts_the_rest() {
         // Frames that waited 0 s are already too old: each put replaces.
-        let slot = FrameSlot::new(WhenBusy::Replace(Duration::ZERO));
+        let slot = FrameSlot::new(WhenBusy::Skip(Duration::ZERO));
         slot.status(StatusChange {
             state: CameraState::Online,
             error: None,
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn while_a_recent_frame_waits_the_next_ones_are_not_decoded() {
-        let slot = FrameSlot::new(WhenBusy::Replace(Duration::from_millis(300)));
+        let slot = FrameSlot::new(WhenBusy::Skip(Duration::from_millis(300)));
         assert!(slot.accepts_next());
         assert!(slot.put(frame(0.0)));
         // Two sampled frames come while frame 0 waits: skipped, counted.
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn statuses_and_frames_come_out_in_the_order_they_went_in() {
-        let slot = FrameSlot::new(WhenBusy::Replace(Duration::from_secs(4)));
+        let slot = FrameSlot::new(WhenBusy::Skip(Duration::from_secs(4)));
         slot.put(frame(1.0));
         slot.status(StatusChange {
             state: CameraState::Reconnecting,

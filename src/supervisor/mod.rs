@@ -454,7 +454,7 @@ pub fn camera_worker(
         reconnect: true,
         plays: if cam.repeat { None } else { Some(1) },
     };
-    // Both callbacks read these; the feed calls them one at a time.
+    // Both callbacks read these; the loop below calls them one at a time.
     let last_time: Cell<Option<DateTime<Utc>>> = Cell::new(None);
     let fps = RefCell::new(FpsMeter::default());
     let on_status = |s: StatusChange| {

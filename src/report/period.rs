@@ -33,7 +33,10 @@ pub fn parse_instant(
                 'h' => 3_600,
                 _ => 60,
             };
-            return Ok(now - chrono::Duration::seconds(i64::from(n) * per));
+            // Checked: `100000000d` is well formed but lies before any time chrono can hold.
+            return chrono::TimeDelta::try_seconds(i64::from(n) * per)
+                .and_then(|back| now.checked_sub_signed(back))
+                .ok_or_else(|| err("too far back"));
         }
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -74,5 +77,18 @@ mod tests {
         );
         let e = parse_instant("--until", "last week", now, tz).unwrap_err();
         assert!(e.to_string().starts_with("--until \"last week\""), "{e}");
+    }
+
+    #[test]
+    fn too_far_back_is_an_error_not_a_panic() {
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        let now = Utc::now();
+        for given in ["100000000d", "4294967295d", "4294967295h"] {
+            let e = parse_instant("since", given, now, tz).unwrap_err();
+            assert!(e.to_string().contains("too far back"), "{given}: {e}");
+        }
+        // Large but representable: 246,000 years back, and 8 years in minutes.
+        assert!(parse_instant("since", "90000000d", now, tz).is_ok());
+        assert!(parse_instant("since", "4294967295m", now, tz).is_ok());
     }
 }

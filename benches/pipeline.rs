@@ -57,7 +57,7 @@ fn detection(c: &mut Criterion) {
         });
         let raw = det.infer(&input).unwrap_or_else(|e| panic!("{e}"));
         c.bench_function(&format!("{name}/decode+nms"), |b| {
-            b.iter(|| det.decode_outputs(&raw).len())
+            b.iter(|| det.decode_outputs(&raw).map(|c| c.len()).unwrap_or(0))
         });
         c.bench_function(&format!("{name}/detect"), |b| {
             b.iter(|| det.detect(&img).map(|d| d.len()))

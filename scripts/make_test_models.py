@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the tiny ONNX test models for the `yolo` and `detr` decoders into tests/models/.
+"""Writes the tiny ONNX test models for the `yolo` and `detr` decoders (and one hostile
+FastestDet-shaped graph) into tests/models/.
 
 Requirements: python3 with the `onnx` and `numpy` packages from PyPI
 (`pip install onnx numpy`). The generated files are committed, so building and testing the
@@ -84,6 +85,9 @@ The encoded boxes (input pixels, centre x, centre y, width, height -> x1, y1, x2
   no_layout      one output `logits` [1, 10] (an image classifier by mistake): fits no layout,
                  for the manifest error test.
 """
+  fastestdet_dyn [1, 10, 4, 4] at run time, declared [1, "channels", 4, 4] (a Reshape by a
+                 shape computed at run time hides it from shape inference): two channels more
+                 than the 3 labels, so every inference must be refused for that frame.
 
 import json
 import os
@@ -492,6 +496,50 @@ def make_no_layout():
     )
 
 
+def make_fastestdet_dyn():
+    # A FastestDet-shaped output whose channel axis is dynamic: the values are reshaped by a
+    # shape computed at run time (from the input, times zero), so neither the declared shape
+    # nor ONNX Runtime's shape inference knows it and the plan accepts it at load. Each run
+    # gives 5 + 5 channels for the manifest's 3 labels, and cell 0's best class is the 5th: a
+    # decoder that trusted the data would look up a label past the end (it used to panic).
+    out = np.zeros((1, 10, 4, 4), dtype=f32)
+    out[0, 0, :, :] = 0.9  # objectness
+    out[0, 5 + 4, 0, 0] = 0.95  # class 4 of 3
+    shape = np.array(out.shape, dtype=f32)
+    nodes = [
+        helper.make_node("ReduceSum", ["images"], ["images_sum"], keepdims=0, name="sum"),
+        helper.make_node("Constant", [], ["zero_f"],
+                         value=numpy_helper.from_array(np.array(0.0, f32), "zero_f"), name="zero_const"),
+        helper.make_node("Mul", ["images_sum", "zero_f"], ["zero"], name="times_zero"),
+        helper.make_node("Constant", [], ["flat"],
+                         value=numpy_helper.from_array(out.reshape(-1), "flat"), name="flat_const"),
+        helper.make_node("Constant", [], ["shape_f"],
+                         value=numpy_helper.from_array(shape, "shape_f"), name="shape_const"),
+        helper.make_node("Add", ["shape_f", "zero"], ["shape_run"], name="shape_at_run_time"),
+        helper.make_node("Cast", ["shape_run"], ["shape_i64"], to=TensorProto.INT64, name="shape_cast"),
+        helper.make_node("Reshape", ["flat", "shape_i64"], ["758"], name="reshape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fastestdet_dyn",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("758", TensorProto.FLOAT, [1, "channels", 4, 4])],
+    )
+    model = helper.make_model(
+        graph,
+        producer_name="streetwatch scripts/make_test_models.py",
+        opset_imports=[helper.make_opsetid("", 13)],
+    )
+    model.ir_version = 7
+    onnx.checker.check_model(model, full_check=True)
+    write(
+        "fastestdet_dyn",
+        model,
+        manifest("fastestdet_dyn", "a FastestDet-shaped graph with a dynamic channel axis that "
+                 "gives two channels more than its labels", "fastestdet", LABELS),
+    )
+
+
 def main():
     make_yolo_v8()
     make_yolo_v8_rows()
@@ -500,6 +548,7 @@ def main():
     make_detr_labels_scores()
     make_detr_combined()
     make_no_layout()
+    make_fastestdet_dyn()
 
 
 if __name__ == "__main__":

@@ -249,3 +249,35 @@ fn no_labels_and_no_metadata_names_labels() {
     m.labels = None;
     error_naming(m, &path, "labels");
 }
+
+#[test]
+fn explicit_objectness_that_disagrees_with_the_rows_names_it() {
+    // A YOLO v5 export (rows of 5 + 3) read with `objectness = false` would take the
+    // objectness column for a fourth label.
+    let (mut m, path) = manifest("yolo_v5");
+    m.decode.objectness = Some(false);
+    let e = error_naming(m, &path, "decode.objectness");
+    assert!(e.contains("8 values") && e.contains("would have 7"), "{e}");
+}
+
+#[test]
+fn outputs_wider_than_the_labels_are_an_error_for_that_frame_not_a_panic() {
+    // The graph declares a dynamic channel axis, so it loads; every run then gives two
+    // channels more than the manifest's labels.
+    let (m, path) = manifest("fastestdet_dyn");
+    let det = load(m, &path).unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..2 {
+        let e = det
+            .detect(&frame())
+            .map(|d| describe(&d))
+            .expect_err("outputs wider than the labels must be refused");
+        assert!(matches!(e, DetectorError::Output { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("fastestdet_dyn")
+                && text.contains("[1, 10, 4, 4]")
+                && text.contains("3 labels"),
+            "{text}"
+        );
+    }
+}

@@ -139,6 +139,12 @@ pub enum ResizeMode {
     Stretch,
 }
 
+/// Smallest model input side: stride-32 heads need at least a cell; below 8 the letterbox
+/// arithmetic rounds a side to nothing.
+pub const MIN_INPUT: u32 = 8;
+/// Largest model input side (far above any detector's; a typo guard).
+pub const MAX_INPUT: u32 = 8192;
+
 /// Input tensor description.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,7 +279,60 @@ impl Manifest {
             why,
         };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-        toml_edit::de::from_str(&text).map_err(|e| invalid(e.to_string()))
+        let manifest: Self = toml_edit::de::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    /// Refuses values that would divide by zero or make an empty input later, on a camera's
+    /// first frame instead of here.
+    pub fn validate(&self, path: &Path) -> Result<(), ManifestError> {
+        let field = |field: &'static str, why: String| {
+            Err(ManifestError::Field {
+                path: path.to_path_buf(),
+                field,
+                why,
+            })
+        };
+        let [w, h] = self.input.size;
+        if !(MIN_INPUT..=MAX_INPUT).contains(&w) || !(MIN_INPUT..=MAX_INPUT).contains(&h) {
+            return field(
+                "input.size",
+                format!("[{w}, {h}]: each side must be {MIN_INPUT} to {MAX_INPUT} pixels"),
+            );
+        }
+        if self.input.std.iter().any(|v| !v.is_finite() || *v == 0.0) {
+            return field(
+                "input.std",
+                format!("{:?}: divisors must be non-zero numbers", self.input.std),
+            );
+        }
+        if self.input.mean.iter().any(|v| !v.is_finite()) {
+            return field(
+                "input.mean",
+                format!("{:?}: must be numbers", self.input.mean),
+            );
+        }
+        if !(0.0..=255.0).contains(&self.input.pad_value) {
+            return field(
+                "input.pad_value",
+                format!("{}: must be 0 to 255", self.input.pad_value),
+            );
+        }
+        let fraction = |v: f32| (0.0..=1.0).contains(&v);
+        if !fraction(self.score_threshold) {
+            return field(
+                "score_threshold",
+                format!("{}: must be 0 to 1", self.score_threshold),
+            );
+        }
+        if !fraction(self.nms_iou) {
+            return field("nms_iou", format!("{}: must be 0 to 1", self.nms_iou));
+        }
+        if let Some((label, v)) = self.label_thresholds.iter().find(|(_, v)| !fraction(**v)) {
+            return field("label_thresholds", format!("{label} = {v}: must be 0 to 1"));
+        }
+        Ok(())
     }
 
     /// Reads `{dir}/{name}.toml`.

@@ -108,6 +108,14 @@ pub enum DetectorError {
         /// ONNX Runtime's message.
         why: String,
     },
+    /// An inference's outputs do not fit what the model declared when it loaded.
+    #[error("model {model}: outputs do not fit the manifest: {why}")]
+    Output {
+        /// Model name.
+        model: String,
+        /// Which output and what is wrong.
+        why: String,
+    },
 }
 
 /// An ONNX Runtime execution provider.
@@ -473,7 +481,7 @@ impl Detector {
         timing.inference = t1.elapsed();
 
         let t2 = Instant::now();
-        let mut candidates = self.decode_outputs(&raw);
+        let mut candidates = self.decode_outputs(&raw)?;
         let (w, h) = img.dimensions();
         for c in &mut candidates {
             c.bbox = transform.to_frame(c.bbox).clamp(w as f32, h as f32);
@@ -483,9 +491,18 @@ impl Detector {
     }
 
     /// Decodes one inference's outputs (and applies NMS where the layout needs it): candidates
-    /// in model-input pixels.
-    pub fn decode_outputs(&self, raw: &[Tensor]) -> Vec<Candidate> {
-        let threshold = |c: usize| self.manifest.threshold(&self.labels[c]);
+    /// in model-input pixels; outputs that do not fit the plan are an error for this frame.
+    pub fn decode_outputs(&self, raw: &[Tensor]) -> Result<Vec<Candidate>, DetectorError> {
+        decode::check(&self.plan, raw, self.labels.len()).map_err(|why| DetectorError::Output {
+            model: self.manifest.name.clone(),
+            why,
+        })?;
+        // A class past the labels never passes (the check above keeps decoders inside them).
+        let threshold = |c: usize| {
+            self.labels
+                .get(c)
+                .map_or(f32::INFINITY, |l| self.manifest.threshold(l))
+        };
         let ctx = decode::Context {
             input: self.manifest.input.size,
             classes: self.labels.len(),
@@ -493,11 +510,11 @@ impl Detector {
             options: &self.manifest.decode,
         };
         let candidates = decode::decode(&self.plan, raw, &ctx);
-        if self.plan.layout().needs_nms() {
+        Ok(if self.plan.layout().needs_nms() {
             nms(candidates, self.manifest.nms_iou)
         } else {
             candidates
-        }
+        })
     }
 
     fn detections(&self, candidates: Vec<Candidate>, (w, h): (u32, u32)) -> Vec<Detection> {

@@ -166,6 +166,86 @@ pub fn describe(outputs: &[OutputInfo]) -> String {
         .join(", ")
 }
 
+/// Checks one inference's outputs against the plan before they are decoded: the outputs it
+/// reads are there, each one's values fill its shape, and the class axis has one column per
+/// label. The plan checked the declared shapes when the model loaded; a dynamic axis (a
+/// FastestDet graph with a free channel count, say) can only be caught here, frame by frame.
+pub fn check(plan: &Plan, outputs: &[Tensor], classes: usize) -> Result<(), String> {
+    for (i, t) in outputs.iter().enumerate() {
+        let filled = t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if filled != Some(t.data.len()) {
+            return Err(format!(
+                "output {i} has shape {:?} but {} values",
+                t.shape,
+                t.data.len()
+            ));
+        }
+    }
+    let get = |i: usize| {
+        outputs
+            .get(i)
+            .ok_or_else(|| format!("output {i} is missing (the model gave {})", outputs.len()))
+    };
+    // `axis` of `t` (of rank `rank`) must hold `want` values: `what` says which.
+    let axis = |t: &Tensor, rank: usize, axis: usize, want: usize, what: &str| {
+        if t.shape.len() == rank && t.shape[axis] == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "output shape {:?}: axis {axis} should hold {want} values ({what}) for the {classes} labels of the manifest; check `labels` and `layout`",
+                t.shape
+            ))
+        }
+    };
+    match plan {
+        Plan::Yolox(i) => axis(
+            get(*i)?,
+            3,
+            2,
+            5 + classes,
+            "4 box values, objectness, a score per label",
+        ),
+        Plan::Yolo(p) => {
+            let (first, what) = if p.objectness {
+                (5, "4 box values, objectness, a score per label")
+            } else {
+                (4, "4 box values and a score per label, no objectness")
+            };
+            let k = if p.channels_first { 1 } else { 2 };
+            axis(get(p.output)?, 3, k, first + classes, what)
+        }
+        Plan::Fastestdet(i) => axis(
+            get(*i)?,
+            4,
+            1,
+            5 + classes,
+            "objectness, 4 box values, a score per label",
+        ),
+        Plan::Gfl(p) => p.levels.iter().try_for_each(|l| {
+            axis(get(l.scores)?, 3, 2, classes, "a score per label")?;
+            axis(get(l.distances)?, 3, 2, 4 * p.bins, "4 sides x bins")
+        }),
+        Plan::Detr(p) => match &p.heads {
+            detr::Heads::BoxesLogits { boxes, logits } => {
+                axis(get(*boxes)?, 3, 2, 4, "a box")?;
+                axis(get(*logits)?, 3, 2, classes, "a score per label")
+            }
+            detr::Heads::BoxesLabelsScores {
+                boxes,
+                labels,
+                scores,
+            } => {
+                axis(get(*boxes)?, 3, 2, 4, "a box")?;
+                get(*labels)?;
+                get(*scores).map(|_| ())
+            }
+            detr::Heads::Combined(i) => {
+                axis(get(*i)?, 3, 2, 4 + classes, "a box and a score per label")
+            }
+        },
+    }
+}
+
 /// Decodes one inference's outputs into candidates in input pixels.
 pub fn decode(plan: &Plan, outputs: &[Tensor], ctx: &Context) -> Vec<Candidate> {
     match plan {

@@ -78,6 +78,17 @@ pub fn plan(
         ));
     }
     let objectness = options.objectness.unwrap_or(c == (5 + classes) as i64);
+    // An explicit `objectness` that disagrees with the width would read a column as a label.
+    let want = if objectness { 5 + classes } else { 4 + classes };
+    if c != want as i64 {
+        return Err(plan_error(
+            "decode.objectness",
+            format!(
+                "yolo output {:?} {s:?} rows have {c} values; with objectness = {objectness} and {classes} labels they would have {want}",
+                o.name
+            ),
+        ));
+    }
     Ok(Plan {
         output: 0,
         channels_first,

@@ -306,6 +306,39 @@ fn unknown_model_lists_the_available_ones() {
 }
 
 #[test]
+fn a_manifest_that_would_fail_later_is_refused_by_check() {
+    // A copy of the real manifest with one value that used to panic or divide by zero on the
+    // camera's first frame: now `check` names the manifest and its field.
+    let real =
+        std::fs::read_to_string(Path::new(ROOT).join("models/yolox-nano-coco.toml")).unwrap();
+    for (from, to, field) in [
+        ("size = [416, 416]", "size = [0, 416]", "input.size"),
+        ("size = [416, 416]", "size = [4, 4]", "input.size"),
+        ("std = [1, 1, 1]", "std = [1, 0, 1]", "input.std"),
+        ("nms_iou = 0.45", "nms_iou = 45", "nms_iou"),
+    ] {
+        assert_eq!(
+            real.matches(from).count(),
+            1,
+            "{from:?} in the real manifest"
+        );
+        let case = Case::edit(
+            "[storage]",
+            "[detector]\nmodels_dir = \"@STORAGE@-models\"\n\n[storage]",
+        );
+        let models = case.dir.path().join("data-models");
+        std::fs::create_dir_all(&models).unwrap();
+        let manifest = models.join("yolox-nano-coco.toml");
+        std::fs::write(&manifest, real.replacen(from, to, 1)).unwrap();
+        case.check().assert_error(
+            case.at("\"yolox-nano-coco\""),
+            "cameras[0].model",
+            &[&manifest.display().to_string(), &format!("field `{field}`")],
+        );
+    }
+}
+
+#[test]
 fn duplicate_camera_id() {
     let second = r#"
 [[cameras]]

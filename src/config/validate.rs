@@ -406,7 +406,12 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
                 );
             }
         }
-        if !models_dir.join(format!("{}.toml", cam.model)).is_file() {
+        let manifest_path = models_dir.join(format!("{}.toml", cam.model));
+        if manifest_path.is_file() {
+            if let Err(e) = crate::detector::manifest::Manifest::load(&manifest_path) {
+                push(at(&[Key("model")]), e.to_string());
+            }
+        } else {
             push(
                 at(&[Key("model")]),
                 format!(

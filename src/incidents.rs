@@ -2,7 +2,6 @@
 //! (`new` when the dwell is reached, `update` periodically or on better evidence, `end`).
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -469,16 +468,25 @@ fn same_spot(inc: &Incident, v: &Violation) -> bool {
     at(&inc.bbox) || at(&inc.place)
 }
 
-/// A ULID made from the start time and a hash of what the incident is, so a replayed clip gives
-/// the same ids every time.
+/// A ULID made from the start time and a SHA-256 of what the incident is, so a replayed clip
+/// gives the same ids every time, with any build (std's hasher may change between releases).
 fn event_id(camera: &str, zone: &str, track_id: u64, since: DateTime<Utc>) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (camera, zone, track_id, since.timestamp_millis()).hash(&mut h);
-    let hi = h.finish() as u128;
-    let mut h2 = std::collections::hash_map::DefaultHasher::new();
-    (hi, "streetwatch").hash(&mut h2);
-    let random = (hi << 64 | h2.finish() as u128) & ((1u128 << 80) - 1);
-    ulid::Ulid::from_parts(since.timestamp_millis().max(0) as u64, random).to_string()
+    use sha2::{Digest, Sha256};
+    let millis = since.timestamp_millis();
+    let mut h = Sha256::new();
+    // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+    for part in [camera.as_bytes(), zone.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(track_id.to_le_bytes());
+    h.update(millis.to_le_bytes());
+    let digest = h.finalize();
+    let mut random = [0u8; 16];
+    random[6..].copy_from_slice(&digest[..10]);
+    // A ULID's time is 48 bits of milliseconds (until the year 10889).
+    let time = millis.clamp(0, (1 << 48) - 1) as u64;
+    ulid::Ulid::from_parts(time, u128::from_be_bytes(random)).to_string()
 }
 
 fn secs(d: chrono::TimeDelta) -> f64 {
@@ -492,6 +500,44 @@ mod tests {
     fn t(s: f64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis((s * 1000.0) as i64).unwrap()
     }
+
+    #[test]
+    fn event_ids_are_the_same_with_any_build() {
+        // Pinned: a replay must give these ids with every Rust release and on every machine
+        // (ids in the ledger, in PostgreSQL and at the command center are compared).
+        let since = DateTime::parse_from_rfc3339("2026-11-23T09:00:06+08:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = event_id("cam-jiefang-01", "east-no-parking", 7, since);
+        assert_eq!(id, PINNED_ID);
+        assert_eq!(
+            ulid::Ulid::from_string(&id).unwrap().timestamp_ms(),
+            since.timestamp_millis() as u64
+        );
+        // Every field counts, and the parts cannot run into each other.
+        let others = [
+            event_id("cam-jiefang-02", "east-no-parking", 7, since),
+            event_id("cam-jiefang-01", "east-no-parkin", 7, since),
+            event_id("cam-jiefang-0", "1east-no-parking", 7, since),
+            event_id("cam-jiefang-01", "east-no-parking", 8, since),
+            event_id(
+                "cam-jiefang-01",
+                "east-no-parking",
+                7,
+                since + chrono::TimeDelta::milliseconds(1),
+            ),
+        ];
+        for other in others {
+            assert_ne!(other, id);
+        }
+        // Times no clock should give still make an id.
+        assert_eq!(event_id("c", "z", 1, DateTime::<Utc>::MIN_UTC).len(), 26);
+        assert_eq!(event_id("c", "z", 1, DateTime::<Utc>::MAX_UTC).len(), 26);
+    }
+
+    /// ULID of (time, first 80 bits of SHA-256(len camera, camera, len zone, zone, track,
+    /// millis), little-endian integers); checked once against Python's hashlib.
+    const PINNED_ID: &str = "01M82YNNFGJ3KZD45WTXCJQ536";
 
     fn report(violations: Vec<Violation>) -> SceneReport {
         SceneReport {

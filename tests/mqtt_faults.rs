@@ -363,3 +363,76 @@ fn a_broker_that_never_acknowledges_grows_the_backlog_not_the_memory() {
     );
     daemon.stop();
 }
+
+#[test]
+fn a_ledger_locked_past_its_timeout_holds_messages_back_and_loses_none() {
+    let broker = support::Mosquitto::start();
+    let (dir, config) = setup("ledger-locked", &format!("url = \"{}\"", broker.url()));
+    let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
+    let mut daemon = Daemon::start(&config, &dir.join("daemon.log"), &[]);
+    let status = "streetwatch/cameras/cam-a/status";
+    assert!(
+        sub.wait_until(Duration::from_secs(90), |r| support::received_events(r)
+            .len()
+            >= 2),
+        "no events before the lock:\n{}",
+        daemon.log_text()
+    );
+    // Another process holds the ledger's write lock longer than the daemon's busy timeout
+    // (10 s): a real SQLITE_BUSY, as a stuck backup or a slow disk gives.
+    let storage = dir.join("data");
+    let locker = rusqlite::Connection::open(storage.join("ledger.sqlite")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let locked_at = Instant::now();
+    let said_so = sub.wait_until(Duration::from_secs(60), |r| {
+        r.iter().filter(|m| m.topic == status).any(|m| {
+            m.json()["storage_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("wait to be written"))
+        })
+    });
+    // Held a little longer, so messages pile up behind the first refusal.
+    thread::sleep(Duration::from_secs(8));
+    locker.execute_batch("ROLLBACK").unwrap();
+    let held = locked_at.elapsed();
+    drop(locker);
+    assert!(
+        said_so,
+        "no storage_error on {status}:\n{}",
+        daemon.log_text()
+    );
+    // Once written, the status clears.
+    let cleared = sub.wait_until(Duration::from_secs(60), |r| {
+        r.iter()
+            .filter(|m| m.topic == status)
+            .last()
+            .is_some_and(|m| m.json()["storage_error"].is_null())
+    });
+    assert!(
+        cleared,
+        "storage_error never cleared:\n{}",
+        daemon.log_text()
+    );
+    thread::sleep(Duration::from_secs(4));
+    daemon.stop();
+    // Nothing dropped: every event's messages are in the ledger without a gap in seq, and the
+    // subscriber has exactly the ledger's messages.
+    let mut seqs: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for (id, seq) in support::ledger_messages(&storage).into_keys() {
+        seqs.entry(id).or_default().push(seq);
+    }
+    for (id, s) in &seqs {
+        assert!(
+            s.windows(2).all(|w| w[1] == w[0] + 1),
+            "event {id}: a message is missing from the ledger: seqs {s:?}"
+        );
+    }
+    let (distinct, duplicates) = assert_all_arrive(&storage, &sub);
+    let log = daemon.log_text();
+    assert!(log.contains("the ledger takes messages again"), "{log}");
+    eprintln!(
+        "ledger locked {:.0} s: {distinct} messages delivered ({duplicates} duplicate(s)), {} events, none missing",
+        held.as_secs_f64(),
+        seqs.len()
+    );
+}

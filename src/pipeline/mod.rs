@@ -9,6 +9,7 @@
 mod loop_back;
 pub mod pool;
 mod reuse;
+mod unwritten;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -132,6 +133,8 @@ pub struct CameraPipeline {
     resume_window: chrono::Duration,
     /// Why evidence cannot be written now (full disk, permissions); None once it works again.
     storage_error: Option<String>,
+    /// Messages the ledger refused, written again with backoff (they are not sent till then).
+    unwritten: unwritten::Unwritten,
     /// The previous frame small and grey, to measure how far the camera swayed since.
     previous_small: Option<image::GrayImage>,
     /// The previous frame (shared, not copied): a rest is confirmed at its second sighting and
@@ -322,6 +325,7 @@ impl CameraPipeline {
                     .max(2.0 * camera.detect_every_seconds),
             ),
             storage_error: None,
+            unwritten: unwritten::Unwritten::default(),
             previous_small: None,
             previous_frame: None,
             rest_photos: HashMap::new(),
@@ -394,9 +398,10 @@ impl CameraPipeline {
         Ok(messages)
     }
 
-    /// Why evidence cannot be written now, if it cannot (for the camera's status).
+    /// Why messages or evidence cannot be written now, if they cannot (for the camera's
+    /// status): the ledger's refusal first, since it holds messages back.
     pub fn storage_error(&self) -> Option<&str> {
-        self.storage_error.as_deref()
+        self.unwritten.error().or(self.storage_error.as_deref())
     }
 
     /// Why the main stream gave no evidence photo the last time (cameras with `detect_url`).
@@ -603,6 +608,8 @@ impl CameraPipeline {
             inferred,
             report,
         } = analysis;
+        // Messages the ledger refused earlier go first, so each event's stay in order.
+        self.unwritten.retry(&self.ledger, &self.camera.id, false);
         let mut messages = self.resume(frame, &report);
         if std::mem::take(&mut self.loop_back_due) {
             self.recover_loop_back(frame.time);
@@ -798,12 +805,14 @@ impl CameraPipeline {
         msg.seq += 1;
         msg.end_time = Some(msg.last_seen.clone());
         msg.end_reason = Some(EndReason::Interrupted);
-        if let Err(e) = self
-            .ledger
-            .record(&msg, p.start, p.last_seen, Some(p.last_seen))
-        {
-            tracing::error!("{e}; the end is still sent");
-        }
+        self.unwritten.write(
+            &self.ledger,
+            &self.camera.id,
+            &msg,
+            p.start,
+            p.last_seen,
+            Some(p.last_seen),
+        );
         tracing::warn!(
             camera = %self.camera.id,
             event_id = %msg.event_id,
@@ -820,6 +829,21 @@ impl CameraPipeline {
             .collect();
         let changes = self.incidents.finish(now, reason);
         out.extend(self.emit(changes, None));
+        // The last chance to write what the ledger refused: a few more attempts.
+        for _ in 0..3 {
+            if self.unwritten.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            self.unwritten.retry(&self.ledger, &self.camera.id, true);
+        }
+        if !self.unwritten.is_empty() {
+            tracing::error!(
+                camera = %self.camera.id,
+                "{} message(s) could not be written to the ledger before stopping and are not sent",
+                self.unwritten.len()
+            );
+        }
         out
     }
 
@@ -919,12 +943,14 @@ impl CameraPipeline {
             } else if fallback.is_some() {
                 msg.evidence_missing = fallback;
             }
-            if let Err(e) =
-                self.ledger
-                    .record(&msg, inc.start, inc.last_seen, inc.end.map(|(t, _)| t))
-            {
-                tracing::error!("{e}; the message is still sent");
-            }
+            self.unwritten.write(
+                &self.ledger,
+                &self.camera.id,
+                &msg,
+                inc.start,
+                inc.last_seen,
+                inc.end.map(|(t, _)| t),
+            );
             if change.phase == Phase::End {
                 self.recurrence.remove(&inc.event_id);
                 self.last_evidence.remove(&inc.event_id);

@@ -404,8 +404,8 @@ fn a_ledger_locked_past_its_timeout_holds_messages_back_and_loses_none() {
     // Once written, the status clears.
     let cleared = sub.wait_until(Duration::from_secs(60), |r| {
         r.iter()
-            .filter(|m| m.topic == status)
-            .last()
+            .rev()
+            .find(|m| m.topic == status)
             .is_some_and(|m| m.json()["storage_error"].is_null())
     });
     assert!(

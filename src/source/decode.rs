@@ -8,6 +8,7 @@ use ffmpeg::util::frame::video::Video as VideoFrame;
 use ffmpeg_next as ffmpeg;
 use image::{GrayImage, RgbImage};
 
+use super::clock::StreamClock;
 use crate::domain::DecodeMode;
 
 /// A decoding failure, with the stream's url.
@@ -45,7 +46,8 @@ pub struct VideoDecoder {
     decoder: ffmpeg::decoder::Video,
     stream_index: usize,
     time_base: f64,
-    start_pts: Option<i64>,
+    /// Seconds since the first frame, with the stream's timestamp jumps taken out.
+    clock: StreamClock,
     /// The stream's own start time (its time base), when the container says it.
     stream_start: Option<i64>,
     mode: DecodeMode,
@@ -125,6 +127,13 @@ impl VideoDecoder {
         let stream_start = Some(stream.start_time()).filter(|&t| t != ffmpeg::ffi::AV_NOPTS_VALUE);
         let tb = stream.time_base();
         let time_base = tb.numerator() as f64 / tb.denominator().max(1) as f64;
+        if !(time_base.is_finite() && time_base > 0.0) {
+            return Err(err(format!(
+                "the video stream's time base {}/{} gives no usable timestamps",
+                tb.numerator(),
+                tb.denominator()
+            )));
+        }
         let ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
             .map_err(|e| err(format!("unsupported codec parameters: {e}")))?;
         let mut decoder = ctx
@@ -144,7 +153,7 @@ impl VideoDecoder {
             decoder,
             stream_index,
             time_base,
-            start_pts: None,
+            clock: StreamClock::new(time_base),
             stream_start,
             mode,
             scaler: None,
@@ -178,7 +187,7 @@ impl VideoDecoder {
         self.decoder.flush();
         self.judged_packets = 0;
         self.eof_sent = false;
-        self.start_pts = Some(self.stream_start.unwrap_or(0));
+        self.clock.restart_at(self.stream_start.unwrap_or(0));
         Ok(())
     }
 
@@ -249,8 +258,7 @@ impl VideoDecoder {
                     let Some(ts) = frame.timestamp().or(frame.pts()) else {
                         continue;
                     };
-                    let start = *self.start_pts.get_or_insert(ts);
-                    let pts = (ts - start) as f64 * self.time_base;
+                    let pts = self.clock.seconds(ts, &self.url);
                     return Ok(Some((frame, pts)));
                 }
                 Err(ffmpeg::Error::Eof) => return Ok(None),
@@ -271,8 +279,7 @@ impl VideoDecoder {
                     }
                     let judged = match packet.pts() {
                         Some(ts) if self.mode == DecodeMode::Keyframes => {
-                            let start = *self.start_pts.get_or_insert(ts);
-                            if !want((ts - start) as f64 * self.time_base) {
+                            if !want(self.clock.seconds(ts, &self.url)) {
                                 continue;
                             }
                             true

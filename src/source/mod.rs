@@ -1,6 +1,7 @@
 //! Source: a camera's stream as timed frames, sampled at the camera's detection rate, with
 //! reconnection and status for live cameras.
 
+mod clock;
 mod decode;
 mod main_stream;
 mod slot;
@@ -196,6 +197,10 @@ pub fn is_file_url(url: &str) -> bool {
     url.starts_with("file://") || !url.contains("://")
 }
 
+/// How far a live camera's frame times may run ahead of the wall clock (network delay the
+/// other way, clocks a little apart) before the wall clock stamps them.
+const LIVE_LEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -234,6 +239,8 @@ pub fn run_feed(
             let anchor = resume.or(opts.start_time).unwrap_or_else(Utc::now);
             let opened = Instant::now();
             let mut announced = false;
+            let live = !is_file_url(&opts.url) && opts.start_time.is_none();
+            let mut ahead = false;
             loop {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
@@ -258,7 +265,25 @@ pub fn run_feed(
                     announced = true;
                     set_state(CameraState::Online, None, on_status);
                 }
-                let time = anchor + chrono::Duration::milliseconds((f.pts * 1000.0).round() as i64);
+                let mut time = chrono::TimeDelta::try_milliseconds((f.pts * 1000.0).round() as i64)
+                    .and_then(|d| anchor.checked_add_signed(d))
+                    .unwrap_or(anchor);
+                // A live camera's frames cannot come from the future: if its timestamps ran
+                // ahead (jumps under a minute each, added up), the wall clock stamps them.
+                if live {
+                    let now = Utc::now();
+                    if time > now + LIVE_LEAD {
+                        if !ahead {
+                            ahead = true;
+                            tracing::warn!(
+                                url = %decode::redact(&opts.url),
+                                "the stream's timestamps run {:.0} s ahead of this machine's clock: its frames are stamped with the clock",
+                                (time - now).as_seconds_f64()
+                            );
+                        }
+                        time = now;
+                    }
+                }
                 loop_anchor = Some(
                     time + chrono::Duration::milliseconds(
                         (opts.detect_every_seconds * 1000.0).round() as i64,

@@ -189,7 +189,9 @@ fn start_embedded_broker(loaded: &LoadedConfig) -> Result<()> {
         return Ok(());
     }
     let addr = mqtt::BrokerAddress::parse(&cfg.url)?;
-    mqtt::start_embedded_broker(&addr).map_err(|e| anyhow!(e))?;
+    let password = mqtt::password(loaded)?;
+    let login = cfg.username.as_deref().zip(password.as_deref());
+    mqtt::start_embedded_broker(&addr, login).map_err(|e| anyhow!(e))?;
     // Let the broker listen before the link's first attempt, so the log stays clean.
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect((addr.host.as_str(), addr.port)).is_err()

@@ -175,3 +175,99 @@ fn zone_switches_and_reloads_from_the_command_center() {
     daemon.stop();
     sub.assert_payloads_valid();
 }
+
+/// Whether the broker on `port` lets a client in with `login` (CONNACK accepted within 5 s).
+fn admitted(port: u16, login: Option<(&str, &str)>) -> bool {
+    use rumqttc::{Client, ConnectReturnCode, Event, MqttOptions, Packet};
+    let mut opts = MqttOptions::new(format!("probe-{}", support::free_port()), "127.0.0.1", port);
+    if let Some((user, password)) = login {
+        opts.set_credentials(user, password);
+    }
+    let (_client, mut conn) = Client::new(opts, 10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match conn.recv_timeout(Duration::from_millis(500)) {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(a)))) => {
+                return a.code == ConnectReturnCode::Success
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            // Refused, or the connection dropped: not admitted.
+            Ok(Err(_)) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn an_embedded_broker_off_loopback_admits_only_the_configured_login() {
+    let dir = support::artifacts_dir("embedded-broker-login");
+    let (clip, _) = support::render_scenario("parking-basic", &dir);
+    let port = support::free_port();
+    let path = dir.join("config.toml");
+    support::StreetCamera {
+        mqtt: &format!(
+            "url = \"mqtt://0.0.0.0:{port}\"\nembedded = true\nusername = \"city\"\npassword_env = \"SW_TEST_BROKER_PASSWORD\""
+        ),
+        sections: "",
+        id: "cam-cmd",
+        clip: &clip,
+        pace: 4.0,
+        camera: "repeat = true",
+        dwell: 6.0,
+        zones: "",
+    }
+    .write(&path);
+    let mut daemon = Daemon::start(
+        &path,
+        &dir.join("daemon.log"),
+        &[("SW_TEST_BROKER_PASSWORD", "kerb-7d1f")],
+    );
+    assert!(
+        support::wait_for_port(port, Duration::from_secs(20)),
+        "the embedded broker never listened:\n{}",
+        daemon.log_text()
+    );
+    // Strangers cannot read events or switch zones: they are not let in at all.
+    assert!(
+        !admitted(port, None),
+        "a client without a login was admitted"
+    );
+    assert!(
+        !admitted(port, Some(("city", "guess"))),
+        "a wrong password was admitted"
+    );
+    let sub = support::Subscriber::connect_with(
+        port,
+        &["streetwatch/#"],
+        "command-center",
+        true,
+        Some(("city", "kerb-7d1f")),
+    );
+    assert!(
+        sub.wait_until(Duration::from_secs(30), |r| r
+            .iter()
+            .any(|m| m.topic == "streetwatch/cameras/cam-cmd/status")),
+        "the configured login receives nothing:\n{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+    // Without a login the same broker is refused before it starts: `check` explains.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("username = \"city\"\n", "")
+            .replace("password_env = \"SW_TEST_BROKER_PASSWORD\"", ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mqtt.embedded") && err.contains("0.0.0.0") && err.contains("username"),
+        "{err}"
+    );
+}

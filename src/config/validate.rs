@@ -49,7 +49,19 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     }
     let m = &cfg.mqtt;
     let tls = match crate::domain::address::BrokerAddress::parse(&m.url) {
-        Ok(a) => a.tls,
+        Ok(a) => {
+            let password = m.password_file.is_some() || m.password_env.is_some();
+            if m.embedded && !a.is_loopback() && !(m.username.is_some() && password) {
+                push(
+                    vec![Key("mqtt"), Key("embedded")],
+                    format!(
+                        "the embedded broker would listen on {}, where the network reaches it, without credentials (anyone could read events and switch zones): keep the url on 127.0.0.1, or set username and password_file / password_env, which the broker then requires",
+                        a.host
+                    ),
+                );
+            }
+            a.tls
+        }
         Err(e) => {
             push(vec![Key("mqtt"), Key("url")], e.to_string());
             false

@@ -21,6 +21,15 @@ pub struct UrlError {
 }
 
 impl BrokerAddress {
+    /// Whether only this machine can reach the host (127.0.0.0/8, ::1, `localhost`).
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// Parses `mqtt://host[:port]` (port 1883 by default) or `mqtts://host[:port]` (8883).
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let err = |why: &str| UrlError {

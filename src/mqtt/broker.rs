@@ -2,10 +2,21 @@
 
 use super::BrokerAddress;
 
-/// Starts an in-process MQTT broker listening on `addr` (for `mqtt.embedded = true`).
-pub fn start_embedded_broker(addr: &BrokerAddress) -> Result<(), String> {
+/// Starts an in-process MQTT broker listening on `addr` (for `mqtt.embedded = true`); with
+/// `login` (user, password) it refuses clients that do not give them. Without a login it
+/// listens on loopback only: `check` refuses anything else.
+pub fn start_embedded_broker(
+    addr: &BrokerAddress,
+    login: Option<(&str, &str)>,
+) -> Result<(), String> {
+    if login.is_none() && !addr.is_loopback() {
+        return Err(format!(
+            "the embedded broker would listen on {} without credentials: keep [mqtt] url on 127.0.0.1, or set username and password_file / password_env",
+            addr.host
+        ));
+    }
     let listen = format!("{}:{}", addr.host, addr.port);
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "id": 0,
         "router": {
             "max_connections": 100,
@@ -27,6 +38,9 @@ pub fn start_embedded_broker(addr: &BrokerAddress) -> Result<(), String> {
             }
         }
     });
+    if let Some((user, password)) = login {
+        config["v4"]["1"]["connections"]["auth"] = serde_json::json!({ user: password });
+    }
     let config: rumqttd::Config =
         serde_json::from_value(config).map_err(|e| format!("broker config: {e}"))?;
     // Fail early (and clearly) if the port is taken, instead of inside the broker's thread.

@@ -24,7 +24,7 @@ pub use crate::domain::address::{BrokerAddress, UrlError};
 pub use broker::start_embedded_broker;
 pub use commands::{Command, CommandError};
 pub use link::{start_link, Link, LinkError, WINDOW};
-pub use options::{client_options, OptionsError};
+pub use options::{client_options, password, OptionsError};
 
 /// Topic names under a prefix.
 #[derive(Debug, Clone)]

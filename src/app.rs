@@ -79,6 +79,9 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(command) = link.commands.recv() => {
+                    if matches!(command, mqtt::Command::Reload) {
+                        link.reload_queued.store(false, Ordering::SeqCst);
+                    }
                     tokio::task::block_in_place(|| cameras.command(command));
                     show(&cameras);
                 }

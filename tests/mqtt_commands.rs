@@ -271,3 +271,75 @@ fn an_embedded_broker_off_loopback_admits_only_the_configured_login() {
         "{err}"
     );
 }
+
+#[test]
+fn a_burst_of_reloads_is_folded_and_the_node_stays_responsive() {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let broker = support::Mosquitto::start();
+    let dir = support::artifacts_dir("mqtt-reload-burst");
+    let (clip, _) = support::render_scenario("parking-basic", &dir);
+    let path = dir.join("config.toml");
+    config(&path, &clip, &broker.url(), 6.0, "");
+    let sub = support::Subscriber::connect(broker.port, &["streetwatch/#"]);
+    let mut daemon = Daemon::start(&path, &dir.join("daemon.log"), &[]);
+    assert!(
+        sub.wait_until(Duration::from_secs(60), |r| last_state(r, "south-strip")
+            .as_deref()
+            == Some("ON")),
+        "{}",
+        daemon.log_text()
+    );
+    // 300 reloads at once from one client: each would have sent the whole config to the camera.
+    let burst = 300;
+    let mut opts = MqttOptions::new("reload-burst", "127.0.0.1", broker.port);
+    opts.set_inflight(100);
+    let (client, mut conn) = Client::new(opts, burst);
+    for _ in 0..burst {
+        client
+            .publish(
+                "streetwatch/nodes/streetwatch/reload",
+                QoS::AtLeastOnce,
+                false,
+                "",
+            )
+            .unwrap();
+    }
+    let mut acked = 0;
+    for ev in conn.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = ev {
+            acked += 1;
+            if acked == burst {
+                break;
+            }
+        }
+    }
+    let _ = client.disconnect();
+    // Then a zone switch: answered although the reloads came first.
+    support::publish(
+        broker.port,
+        "streetwatch/cameras/cam-cmd/zones/south-strip/set",
+        "OFF",
+    );
+    assert!(
+        sub.wait_until(Duration::from_secs(30), |r| last_state(r, "south-strip")
+            .as_deref()
+            == Some("OFF")),
+        "the zone switch after the burst was not applied:\n{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+    let log = daemon.log_text();
+    let reloads = log.matches("config reloaded").count();
+    let folded = log.matches("one is already waiting").count();
+    assert!(reloads >= 1, "no reload ran:\n{log}");
+    assert_eq!(
+        reloads + folded,
+        burst,
+        "every reload either ran or was folded"
+    );
+    assert!(
+        reloads < burst / 3,
+        "{reloads} of {burst} reloads ran one by one: they were not folded"
+    );
+    eprintln!("{burst} reloads in a burst: {reloads} ran, {folded} folded into a waiting one");
+}

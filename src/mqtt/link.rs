@@ -11,7 +11,7 @@
 //! FIFO of what was handed over (outbox row or not) maps each id back to its row.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ pub enum LinkError {
     Url(#[from] super::UrlError),
 }
 
+/// Commands from the broker that may wait for the supervisor; beyond, one is refused on the
+/// errors topic instead of growing a queue without bound.
+pub const COMMAND_QUEUE: usize = 256;
+
 /// A running link.
 #[derive(Debug)]
 pub struct Link {
@@ -49,8 +53,11 @@ pub struct Link {
     pub tx: mpsc::UnboundedSender<Outbound>,
     /// What was delivered; `wait_acked` waits for the outbox to empty.
     pub delivery: Arc<Delivery>,
-    /// Commands received from the command center.
-    pub commands: mpsc::UnboundedReceiver<Command>,
+    /// Commands received from the command center (at most [`COMMAND_QUEUE`] waiting).
+    pub commands: mpsc::Receiver<Command>,
+    /// Set while a reload waits in `commands`: more reloads are folded into it. The receiver
+    /// clears it when it starts the reload (so one arriving meanwhile reads the file again).
+    pub reload_queued: Arc<AtomicBool>,
     /// The task; it ends after `offline` once every sender is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -62,13 +69,15 @@ pub fn start_link(loaded: &LoadedConfig) -> Result<Link, LinkError> {
     let ledger = Ledger::open(&storage)?;
     let delivery = Arc::new(Delivery::new(Ledger::open(&storage)?));
     let (tx, rx) = mpsc::unbounded_channel();
-    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let reload_queued = Arc::new(AtomicBool::new(false));
     let state = LinkState {
         loaded: loaded.clone(),
         topics: Topics::new(&loaded.config.mqtt.topic_prefix, &loaded.config.node.id),
         ledger,
         delivery: delivery.clone(),
         commands: commands_tx,
+        reload_queued: reload_queued.clone(),
         retained: BTreeMap::new(),
         closing: None,
     };
@@ -77,6 +86,7 @@ pub fn start_link(loaded: &LoadedConfig) -> Result<Link, LinkError> {
         tx,
         delivery,
         commands,
+        reload_queued,
         task,
     })
 }
@@ -103,7 +113,8 @@ struct LinkState {
     topics: Topics,
     ledger: Ledger,
     delivery: Arc<Delivery>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
+    reload_queued: Arc<AtomicBool>,
     /// Latest retained payload per topic (camera status, zone state), re-published on connect.
     retained: BTreeMap<String, Vec<u8>>,
     /// Set when every sender is gone: until when to keep draining the outbox.
@@ -263,9 +274,21 @@ impl LinkState {
             },
             Event::Incoming(Packet::Publish(p)) => {
                 match commands::parse(&self.topics, &p.topic, &p.payload) {
+                    Ok(Command::Reload) if self.reload_queued.swap(true, Ordering::SeqCst) => {
+                        tracing::info!(topic = %p.topic, "reload received: one is already waiting, it reads the file");
+                    }
                     Ok(cmd) => {
                         tracing::info!(topic = %p.topic, "command received: {cmd:?}");
-                        let _ = self.commands.send(cmd);
+                        let reload = matches!(cmd, Command::Reload);
+                        if self.commands.try_send(cmd).is_err() {
+                            if reload {
+                                self.reload_queued.store(false, Ordering::SeqCst);
+                            }
+                            let why = format!(
+                                "the node is busy: {COMMAND_QUEUE} commands wait already; this one was dropped, send it again"
+                            );
+                            self.refuse(s, CommandError::new(&p.topic, &p.payload, why));
+                        }
                     }
                     Err(e) => self.refuse(s, e),
                 }

@@ -9,7 +9,7 @@ mod review;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -37,8 +37,9 @@ pub enum CameraCommand {
         /// Armed.
         on: bool,
     },
-    /// Apply a reloaded config (zones, schedules, thresholds) without reconnecting.
-    Reconfigure(Box<LoadedConfig>),
+    /// Apply the reloaded config waiting in the camera's [`PendingConfig`] (zones, schedules,
+    /// thresholds) without reconnecting.
+    Reconfigure,
     /// An event was marked cleared: look at its place again.
     Recheck(crate::pipeline::RecheckRequest),
     /// Leave the thing of a rejected event alone while it stays.
@@ -59,16 +60,54 @@ pub struct WorkerLinks {
     pub stop: Arc<AtomicBool>,
     /// Commands in.
     pub control: Receiver<CameraCommand>,
+    /// The newest reloaded config, not yet applied.
+    pub pending_config: PendingConfig,
     /// The node's analysis places, taken in turn for each frame.
     pub pool: Arc<AnalysisPool>,
 }
+
+/// Commands that may wait for one camera; beyond, a command is refused (the camera is stuck
+/// or reconnecting, and whoever sent it is told).
+const CONTROL_QUEUE: usize = 64;
+
+/// The newest reloaded config a camera has not applied yet: reloads while it is busy or
+/// reconnecting replace each other here instead of queueing a copy each.
+pub type PendingConfig = Arc<Mutex<Option<Arc<LoadedConfig>>>>;
 
 /// One running camera.
 struct RunningCamera {
     config: CameraConfig,
     stop: Arc<AtomicBool>,
     control: Sender<CameraCommand>,
+    pending_config: PendingConfig,
     thread: std::thread::JoinHandle<()>,
+}
+
+impl RunningCamera {
+    /// Queues a command; refused when [`CONTROL_QUEUE`] commands already wait.
+    fn tell(&self, id: &str, command: CameraCommand) -> Result<(), String> {
+        self.control.try_send(command).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => format!(
+                "camera {id} is not taking commands ({CONTROL_QUEUE} wait: it is stuck or reconnecting); send it again later"
+            ),
+            crossbeam_channel::TrySendError::Disconnected(_) => format!("camera {id} has stopped"),
+        })
+    }
+
+    /// Hands a reloaded config to the camera: it replaces one not yet applied, and only the
+    /// first is announced in the queue.
+    fn reconfigure(&self, id: &str, new: &Arc<LoadedConfig>) {
+        let waiting = match self.pending_config.lock() {
+            Ok(mut slot) => slot.replace(new.clone()).is_some(),
+            Err(_) => return,
+        };
+        if !waiting {
+            // A full queue loses only the announcement: the camera looks at the slot anyway.
+            if let Err(e) = self.tell(id, CameraCommand::Reconfigure) {
+                tracing::warn!(camera = %id, "{e}");
+            }
+        }
+    }
 }
 
 /// What a reload changed.
@@ -164,7 +203,8 @@ impl Supervisor {
     fn start_camera(&mut self, cam: &CameraConfig) {
         let det = self.detector(&cam.model);
         let stop = Arc::new(AtomicBool::new(false));
-        let (control, commands) = crossbeam_channel::unbounded();
+        let (control, commands) = crossbeam_channel::bounded(CONTROL_QUEUE);
+        let pending_config = PendingConfig::default();
         let (loaded, c) = (self.loaded.clone(), cam.clone());
         let links = WorkerLinks {
             tx: self.tx.clone(),
@@ -172,6 +212,7 @@ impl Supervisor {
             live: self.live.clone(),
             stop: stop.clone(),
             control: commands,
+            pending_config: pending_config.clone(),
             pool: self.pool.clone(),
         };
         let spawned = std::thread::Builder::new()
@@ -185,6 +226,7 @@ impl Supervisor {
                         config: cam.clone(),
                         stop,
                         control,
+                        pending_config,
                         thread,
                     },
                 );
@@ -218,12 +260,13 @@ impl Supervisor {
                 known.join(", ")
             ));
         }
-        cam.control
-            .send(CameraCommand::SetZone {
+        cam.tell(
+            camera,
+            CameraCommand::SetZone {
                 zone: zone.to_string(),
                 on,
-            })
-            .map_err(|_| format!("camera {camera} has stopped"))
+            },
+        )
     }
 
     /// Re-reads the config file: a bad config is refused (and the old one stays); a good one
@@ -242,6 +285,8 @@ impl Supervisor {
             }
         }
         let mut summary = ReloadSummary::default();
+        // One copy for every camera, not one each.
+        let shared = Arc::new(new.clone());
         let old_ids: Vec<String> = self.cameras.keys().cloned().collect();
         let mut joins = Vec::new();
         for id in &old_ids {
@@ -258,9 +303,7 @@ impl Supervisor {
                 Some(c) => {
                     if let Some(running) = self.cameras.get_mut(id) {
                         running.config = c.clone();
-                        let _ = running
-                            .control
-                            .send(CameraCommand::Reconfigure(Box::new(new.clone())));
+                        running.reconfigure(id, &shared);
                     }
                     summary.updated.push(id.clone());
                 }
@@ -394,6 +437,7 @@ pub fn camera_worker(
         live,
         stop,
         control,
+        pending_config,
         pool,
     } = links;
     let mut fault = fault::Injected::panic_for(&cam.id);
@@ -491,7 +535,17 @@ pub fn camera_worker(
         last_time.set(Some(frame.time));
         fault.on_frame(&cam.id);
         // Commands take effect on the frame's time, before it is processed.
-        for command in control.try_iter() {
+        let mut commands: Vec<CameraCommand> = control.try_iter().collect();
+        let reload_waits = pending_config.lock().is_ok_and(|slot| slot.is_some());
+        if reload_waits
+            && !commands
+                .iter()
+                .any(|c| matches!(c, CameraCommand::Reconfigure))
+        {
+            // Its announcement did not fit the queue: applied after what was queued.
+            commands.push(CameraCommand::Reconfigure);
+        }
+        for command in commands {
             match command {
                 CameraCommand::SetZone { zone, on } => {
                     match pipeline.set_zone_enabled(&zone, on, frame.time) {
@@ -512,7 +566,11 @@ pub fn camera_worker(
                 CameraCommand::Unsuppress(id) => {
                     pipeline.unsuppress(id);
                 }
-                CameraCommand::Reconfigure(new) => {
+                CameraCommand::Reconfigure => {
+                    let Some(new) = pending_config.lock().ok().and_then(|mut slot| slot.take())
+                    else {
+                        continue;
+                    };
                     let Some(new_cam) = new.camera(&cam.id).cloned() else {
                         continue;
                     };

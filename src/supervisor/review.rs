@@ -96,7 +96,9 @@ impl Supervisor {
     fn tell_camera(&self, camera: &str, command: CameraCommand) {
         match self.cameras.get(camera) {
             Some(running) => {
-                let _ = running.control.send(command);
+                if let Err(e) = running.tell(camera, command) {
+                    tracing::warn!(camera = %camera, "review change not passed on now: {e}; the camera picks it up from the ledger when it restarts");
+                }
             }
             None => tracing::info!(
                 camera = %camera,

@@ -117,8 +117,20 @@ impl VideoDecoder {
             opts.set("analyzeduration", "0");
             opts.set("probesize", "32768");
         }
-        let input = ffmpeg::format::input_with_dictionary(&path, opts)
-            .map_err(|e| err(format!("cannot open: {e}")))?;
+        let network = path.contains("://");
+        let started = std::time::Instant::now();
+        let input = ffmpeg::format::input_with_dictionary(&path, opts).map_err(|e| {
+            // A server that accepts and never answers makes FFmpeg give up with whatever its
+            // last read said ("Invalid data found"); the operator needs to hear it was silent.
+            if network && started.elapsed() >= timeout.mul_f64(0.9) {
+                err(format!(
+                    "cannot open: no answer within {} s ({e})",
+                    timeout.as_secs()
+                ))
+            } else {
+                err(format!("cannot open: {e}"))
+            }
+        })?;
         let stream = input
             .streams()
             .best(ffmpeg::media::Type::Video)

@@ -218,7 +218,7 @@ fn broken_streams_each_say_why_and_the_others_run_on() {
             .collect()
     };
     let recovered = sub.wait_until(Duration::from_secs(150), |r| {
-        news(r, "cam-good").len() >= 1
+        !news(r, "cam-good").is_empty()
             && news(r, "cam-truncated").len() >= 2
             && news(r, "cam-garbage").len() >= 2
             && news(r, "cam-resized").iter().any(|m| widths(m) == [400])

@@ -896,3 +896,64 @@ fn an_operator_reviews_and_a_grid_worker_clears_the_case_on_a_phone() {
     node.daemon.stop();
     sub.assert_payloads_valid();
 }
+
+#[test]
+fn a_thousand_slow_clients_do_not_starve_the_operators() {
+    use std::io::{Read, Write};
+    let broker = support::Mosquitto::start();
+    let mut node = start("console-slow-clients", &broker, "");
+    // The test process holds the thousand sockets too.
+    streetwatch::host::raise_open_files(2000);
+    let addr = node.base.trim_start_matches("http://").to_string();
+    // A thousand connections, each sending the start of a request and then nothing more
+    // (slowloris): before, each held a socket and a task for good.
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /api/cameras HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        slow.push(s);
+    }
+    // An operator is answered at once, while they hang.
+    let started = Instant::now();
+    let (status, _) = http("GET", &format!("{}/healthz", node.base), &[], None);
+    let answered = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        answered < Duration::from_secs(3),
+        "the console took {answered:?} to answer beside 1000 slow clients"
+    );
+    let auth = bearer();
+    assert_eq!(
+        http("GET", &format!("{}/api/cameras", node.base), &[&auth], None).0,
+        200
+    );
+    // The server closes them after its header timeout (10 s): each read sees the end.
+    std::thread::sleep(Duration::from_secs(12));
+    let mut closed = 0;
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        // A 408 answer or nothing, then the end of the stream.
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(
+        closed, 1000,
+        "slow connections still open after the header timeout"
+    );
+    assert!(node.daemon.running());
+    node.daemon.stop();
+    eprintln!(
+        "1000 slow clients: an operator answered in {answered:?}; all 1000 closed by the server"
+    );
+}

@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod metrics;
 mod review;
+mod server;
 mod zones;
 
 use std::path::PathBuf;
@@ -244,14 +245,7 @@ pub async fn serve(
             })?;
     tracing::info!("console on http://{listen}/ (zone editor /zones, events /events, /metrics)");
     let app = router(console);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!("console stopped: {e}");
-        }
-    }))
+    Ok(tokio::spawn(server::serve(listener, app, stop)))
 }
 
 const INDEX: &str = include_str!("assets/index.html");

@@ -52,7 +52,7 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                 let stopped = async move {
                     let _ = console_stopped.await;
                 };
-                let task = console::serve(c.clone(), &http.listen, stopped).await?;
+                let task = console::serve(c.clone(), &loaded, http, stopped).await?;
                 Some((c, task))
             }
             None => None,

@@ -38,6 +38,7 @@ pub mod scene;
 pub mod source;
 pub mod stats;
 pub mod supervisor;
+pub mod tls;
 pub mod tracker;
 pub mod trial;
 pub mod users;

@@ -957,3 +957,185 @@ fn a_thousand_slow_clients_do_not_starve_the_operators() {
         "1000 slow clients: an operator answered in {answered:?}; all 1000 closed by the server"
     );
 }
+
+/// `curl` over HTTPS trusting `ca`: (status, response headers, body); status 0 when the
+/// connection or handshake failed.
+fn https(
+    ca: &Path,
+    method: &str,
+    url: &str,
+    headers: &[&str],
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let head = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-X", method, "--cacert"])
+        .arg(ca)
+        .arg("-D")
+        .arg(head.path())
+        .args(["-w", "\n%{http_code}"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.args(["--data-binary", b]);
+    }
+    let o = cmd.arg(url).output().expect("curl (Debian package curl)");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        std::fs::read_to_string(head.path()).unwrap_or_default(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn the_console_speaks_https_with_the_configured_certificate() {
+    let dir = support::artifacts_dir("console-https");
+    let (clip, _) = support::render_scenario("parking-basic", &dir);
+    // A certificate for 127.0.0.1, as a city's PKI would issue one (here self-signed).
+    let (cert, key) = (dir.join("console.crt"), dir.join("console.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command (Debian package openssl, installed by make setup)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let broker = support::Mosquitto::start();
+    let port = support::free_port();
+    let config = dir.join("config.toml");
+    let http_table = format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"SW_TEST_CONSOLE_TOKEN\"\ntls_cert_file = \"console.crt\"\ntls_key_file = \"console.key\"\n"
+    );
+    support::StreetCamera {
+        mqtt: &format!("url = \"{}\"", broker.url()),
+        sections: &http_table,
+        id: "cam-tls",
+        clip: &clip,
+        pace: 4.0,
+        camera: "repeat = true",
+        dwell: 6.0,
+        zones: "",
+    }
+    .write(&config);
+    add_account(&config, "zhao.min", "admin", &[]);
+    let mut daemon = Daemon::start(
+        &config,
+        &dir.join("daemon.log"),
+        &[("SW_TEST_CONSOLE_TOKEN", TOKEN)],
+    );
+    assert!(
+        support::wait_for_port(port, Duration::from_secs(30)),
+        "{}",
+        daemon.log_text()
+    );
+    let base = format!("https://127.0.0.1:{port}");
+    let (status, _, body) = https(&cert, "GET", &format!("{base}/healthz"), &[], None);
+    assert_eq!(status, 200, "{body}\n{}", daemon.log_text());
+    let (status, _, body) = https(
+        &cert,
+        "GET",
+        &format!("{base}/api/cameras"),
+        &[&bearer()],
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("cam-tls"), "{body}");
+    // A login's session cookie is never sent in the clear.
+    let (status, headers, _) = https(
+        &cert,
+        "POST",
+        &format!("{base}/api/login"),
+        &["Content-Type: application/json"],
+        Some(&format!(
+            r#"{{"name": "zhao.min", "password": "{PASSWORD}"}}"#
+        )),
+    );
+    assert_eq!(status, 200);
+    let cookie = header(&headers, "set-cookie").unwrap();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP on that port gets no page.
+    let (status, _) = http(
+        "GET",
+        &format!("http://127.0.0.1:{port}/healthz"),
+        &[],
+        None,
+    );
+    assert_ne!(status, 200);
+    // A client that does not trust the certificate is refused by curl, not served.
+    let (status, _, _) = https(
+        Path::new("/dev/null"),
+        "GET",
+        &format!("{base}/healthz"),
+        &[],
+        None,
+    );
+    assert_eq!(status, 0);
+    assert!(daemon.running());
+    daemon.stop();
+
+    // `check` reads the pair: a key that is not the certificate's is named.
+    let (other_cert, other_key) = (dir.join("other.crt"), dir.join("other.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other",
+            "-keyout",
+        ])
+        .arg(&other_key)
+        .arg("-out")
+        .arg(&other_cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "tls_key_file = \"console.key\"",
+            "tls_key_file = \"other.key\"",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(support::binary())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("http.tls_cert_file")
+            && err.contains("other.key")
+            && err.contains("does not go with"),
+        "{err}"
+    );
+}

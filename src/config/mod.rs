@@ -425,6 +425,10 @@ pub struct HttpConfig {
     pub token_file: Option<PathBuf>,
     /// Environment variable holding that token.
     pub token_env: Option<String>,
+    /// PEM certificate chain: with `tls_key_file`, the console speaks HTTPS only.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn d_listen() -> String {

@@ -147,6 +147,25 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
                 );
             }
         }
+        match (&h.tls_cert_file, &h.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                if let Err(e) = crate::tls::acceptor(&loaded.path_of(cert), &loaded.path_of(key)) {
+                    push(vec![Key("http"), Key("tls_cert_file")], e);
+                }
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                let field = if h.tls_cert_file.is_some() {
+                    "tls_key_file"
+                } else {
+                    "tls_cert_file"
+                };
+                push(
+                    vec![Key("http"), Key(field)],
+                    "give both tls_cert_file and tls_key_file, or neither".into(),
+                );
+            }
+            (None, None) => {}
+        }
     }
     if cfg.outbox.max_messages < 100 {
         push(

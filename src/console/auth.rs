@@ -174,8 +174,10 @@ pub async fn login(State(c): State<Arc<Console>>, Json(body): Json<Login>) -> Re
         return problem(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
     tracing::info!(name = %account.name, role = account.role.as_str(), "console login");
+    // Over HTTPS the browser must never send it in the clear.
+    let secure = if c.https { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         (hours * 3600.0) as i64
     );
     ([(header::SET_COOKIE, cookie)], Json(account_view(&account))).into_response()

@@ -89,6 +89,8 @@ pub struct Console {
     evidence_root: PathBuf,
     /// Serialises config edits, so two saves never interleave.
     edit: tokio::sync::Mutex<()>,
+    /// Served over HTTPS: session cookies are marked `Secure`.
+    https: bool,
 }
 
 /// Why the console cannot start.
@@ -100,6 +102,9 @@ pub enum ConsoleError {
     /// The ledger cannot be opened.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// The certificate or key cannot be used.
+    #[error("[http] {0}")]
+    Tls(String),
     /// The address cannot be listened on.
     #[error("[http] listen {addr}: {why}")]
     Listen {
@@ -157,6 +162,7 @@ impl Console {
             photos: crate::evidence::EvidenceStore::new(evidence.clone()),
             evidence_root: evidence.canonicalize().unwrap_or(evidence),
             edit: tokio::sync::Mutex::new(()),
+            https: http.tls_cert_file.is_some(),
         })
     }
 
@@ -230,12 +236,31 @@ pub fn router(console: Arc<Console>) -> Router {
         .with_state(console)
 }
 
-/// Listens on `[http] listen` and serves until `stop` resolves.
+/// The console's TLS acceptor when `[http]` names a certificate and key (paths relative to
+/// the config file), None for plain HTTP.
+pub fn tls_acceptor(
+    loaded: &LoadedConfig,
+    http: &crate::config::HttpConfig,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    match (&http.tls_cert_file, &http.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            crate::tls::acceptor(&loaded.path_of(cert), &loaded.path_of(key)).map(Some)
+        }
+        (None, None) => Ok(None),
+        _ => Err("give both tls_cert_file and tls_key_file, or neither".into()),
+    }
+}
+
+/// Listens on `[http] listen` and serves (over HTTPS when `[http]` has a certificate) until
+/// `stop` resolves.
 pub async fn serve(
     console: Arc<Console>,
-    listen: &str,
+    loaded: &LoadedConfig,
+    http: &crate::config::HttpConfig,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, ConsoleError> {
+    let tls = tls_acceptor(loaded, http).map_err(ConsoleError::Tls)?;
+    let listen = &http.listen;
     let listener =
         tokio::net::TcpListener::bind(listen)
             .await
@@ -243,9 +268,12 @@ pub async fn serve(
                 addr: listen.to_string(),
                 why: e.to_string(),
             })?;
-    tracing::info!("console on http://{listen}/ (zone editor /zones, events /events, /metrics)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        "console on {scheme}://{listen}/ (zone editor /zones, events /events, /metrics)"
+    );
     let app = router(console);
-    Ok(tokio::spawn(server::serve(listener, app, stop)))
+    Ok(tokio::spawn(server::serve(listener, app, tls, stop)))
 }
 
 const INDEX: &str = include_str!("assets/index.html");

@@ -11,8 +11,10 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 /// Time a client has to send a request's line and headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,11 +23,12 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
 /// Open connections at most; more are closed as they come.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// Serves `app` on `listener` until `stop` resolves, then lets the open requests finish (at
-/// most 5 s).
+/// Serves `app` on `listener` (over TLS with `tls`) until `stop` resolves, then lets the open
+/// requests finish (at most 5 s).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let slots = std::sync::Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -54,26 +57,16 @@ pub async fn serve(
             }
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
-        let mut closed = closed.clone();
+        let (app, closed, tls) = (app.clone(), closed.clone(), tls.clone());
         tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let lifetime = tokio::time::sleep(MAX_LIFETIME);
-            tokio::pin!(lifetime);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = closed.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
-                }
-                // hyper has no idle timeout of its own: a kept-alive connection that sends
-                // nothing more would otherwise hold its slot for good.
-                _ = &mut lifetime => {}
+            match tls {
+                // The handshake counts against the same time as a request's head.
+                Some(tls) => match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, app, closed).await,
+                    Ok(Err(e)) => tracing::debug!("console: TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!("console: TLS handshake timed out"),
+                },
+                None => serve_connection(stream, app, closed).await,
             }
             drop(slot);
         });
@@ -83,5 +76,31 @@ pub async fn serve(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while slots.available_permits() < MAX_CONNECTIONS && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One connection's requests, until it ends, times out, or the console stops.
+async fn serve_connection<Io>(stream: Io, app: Router, mut closed: watch::Receiver<bool>)
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let lifetime = tokio::time::sleep(MAX_LIFETIME);
+    tokio::pin!(lifetime);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = closed.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
+        }
+        // hyper has no idle timeout of its own: a kept-alive connection that sends nothing
+        // more would otherwise hold its slot for good.
+        _ = &mut lifetime => {}
     }
 }

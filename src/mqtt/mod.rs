@@ -22,7 +22,7 @@ use crate::source::CameraState;
 
 pub use crate::domain::address::{BrokerAddress, UrlError};
 pub use broker::start_embedded_broker;
-pub use commands::{Command, CommandError};
+pub use commands::{parse as parse_command, Command, CommandError};
 pub use link::{start_link, Link, LinkError, WINDOW};
 pub use options::{client_options, password, OptionsError};
 

@@ -302,6 +302,125 @@ mod tests {
         }
     }
 
+    /// Tensors of random shapes and values, shaped like `like` most of the time (so decoding
+    /// goes deep), otherwise anything: wrong ranks, empty axes, data that does not fill the
+    /// shape, NaN and infinities.
+    fn random_outputs(rng: &mut rand_chacha::ChaCha8Rng, like: &[Vec<usize>]) -> Vec<Tensor> {
+        use rand::Rng;
+        let count = if rng.random_bool(0.8) {
+            like.len()
+        } else {
+            rng.random_range(0..5)
+        };
+        (0..count)
+            .map(|i| {
+                let shape: Vec<usize> = match like.get(i) {
+                    Some(s) if rng.random_bool(0.7) => s
+                        .iter()
+                        .map(|&d| {
+                            if rng.random_bool(0.15) {
+                                (d + rng.random_range(0..3)).saturating_sub(1)
+                            } else {
+                                d
+                            }
+                        })
+                        .collect(),
+                    _ => (0..rng.random_range(0..6))
+                        .map(|_| rng.random_range(0..12))
+                        .collect(),
+                };
+                let full: usize = shape.iter().product();
+                let len = if rng.random_bool(0.85) {
+                    full
+                } else {
+                    rng.random_range(0..full + 20)
+                };
+                let data = (0..len)
+                    .map(|_| match rng.random_range(0..12) {
+                        0 => f32::NAN,
+                        1 => f32::INFINITY,
+                        2 => f32::NEG_INFINITY,
+                        3 => 1e30,
+                        4 => -1e30,
+                        5 => 0.0,
+                        _ => rng.random_range(-4.0..4.0),
+                    })
+                    .collect();
+                Tensor { shape, data }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_outputs_never_panic_a_decoder() {
+        use rand::SeedableRng;
+        let input = [64, 64];
+        let classes = 3;
+        let o = DecodeOptions::default();
+        // (declared shapes, actual shapes of a good output) for every layout and export shape.
+        type Case = (Vec<Vec<i64>>, Vec<Vec<usize>>);
+        let cases: Vec<Case> = vec![
+            (vec![vec![1, 84, 8]], vec![vec![1, 84, 8]]),
+            (vec![vec![1, 7, 84]], vec![vec![1, 7, 84]]),
+            (vec![vec![1, 252, 8]], vec![vec![1, 252, 8]]),
+            (vec![vec![1, 8, 4, 4]], vec![vec![1, 8, 4, 4]]),
+            (vec![vec![1, -1, -1, -1]], vec![vec![1, 8, 4, 4]]),
+            (
+                vec![
+                    vec![1, 64, 3],
+                    vec![1, 16, 3],
+                    vec![1, 64, 32],
+                    vec![1, 16, 32],
+                ],
+                vec![
+                    vec![1, 64, 3],
+                    vec![1, 16, 3],
+                    vec![1, 64, 32],
+                    vec![1, 16, 32],
+                ],
+            ),
+            (
+                vec![vec![1, 10, 4], vec![1, 10, 3]],
+                vec![vec![1, 10, 4], vec![1, 10, 3]],
+            ),
+            (vec![vec![1, 10, 7]], vec![vec![1, 10, 7]]),
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+        let threshold = |_: usize| 0.25;
+        let ctx = Context {
+            input,
+            classes,
+            threshold: &threshold,
+            options: &o,
+        };
+        let mut decoded = 0;
+        for (declared, actual) in &cases {
+            let outs: Vec<OutputInfo> = declared
+                .iter()
+                .enumerate()
+                .map(|(i, s)| out(&format!("out{i}"), s))
+                .collect();
+            let p = plan(Layout::Auto, &outs, classes, input, &o)
+                .unwrap_or_else(|e| panic!("{declared:?}: {}", e.why));
+            for _ in 0..3000 {
+                let t = random_outputs(&mut rng, actual);
+                // Checked first, as the detector does; what passes decodes within the labels.
+                if check(&p, &t, classes).is_ok() {
+                    decoded += 1;
+                    for c in decode(&p, &t, &ctx) {
+                        assert!(c.class < classes, "{:?}: class {}", p.layout(), c.class);
+                    }
+                }
+                // And unchecked: a decoder alone must not index out of its data either.
+                let _ = decode(&p, &t, &ctx);
+            }
+        }
+        assert!(
+            decoded > 1000,
+            "only {decoded} random outputs passed the check"
+        );
+    }
+
     #[test]
     fn auto_recognizes_each_layout_by_shape() {
         let o = DecodeOptions::default();

@@ -26,7 +26,7 @@ endif
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup need-cargo build demo test eval bench bench-camera bench-scale lint clean-cache
+.PHONY: help setup need-cargo build demo test eval bench bench-camera bench-scale soak lint clean-cache
 
 help:
 	@echo 'streetwatch targets:'
@@ -40,6 +40,8 @@ help:
 	@echo '  make bench-scale  build + N cameras (1080p main + D1 detect stream) on one daemon, RTSP and files:'
 	@echo '                    cores, CPU-s per camera-minute, MB per camera, lag, drops; the Python peer for'
 	@echo '                    the ratio (N=20 DURATION=600 WARMUP=60 RTSP_CAMERAS MAIN_ONLY=1 PEER=0)'
+	@echo '  make soak         build + 30 RTSP cameras for 2 hours while the RTSP server, the broker and the'
+	@echo '                    evidence disk fail: memory, descriptors, lost messages (MINUTES=5 CAMERAS=30)'
 	@echo '  make lint         cargo fmt --check + cargo clippy (warnings are errors)'
 	@echo '  make clean-cache  remove the fetched ONNX Runtime and assets from $(CACHE)'
 	@echo 'Variables: CACHE (default .cache), STREETWATCH_ASSETS (folder with a copy of the assets,'
@@ -77,6 +79,9 @@ bench-camera: build
 # the environment or the make command line: `DURATION=120 N=20 make bench-scale`.
 bench-scale: build
 	bash scripts/bench_scale.sh
+
+soak: build
+	bash scripts/soak.sh
 
 lint: setup need-cargo
 	$(CARGO) fmt --check

@@ -41,6 +41,8 @@ MAIN_CLIP=$OUT/camera-1080p.mp4
 D1_CLIP=$OUT/camera-d1.mp4
 PEER_PY=$CACHE/py/bin/python3
 SYS_PY=/usr/bin/python3
+# shellcheck source=scripts/common.sh
+. "$ROOT/scripts/common.sh"
 DETECT_EVERY=2.0
 
 N=${N:-20}
@@ -108,17 +110,6 @@ fi
 
 # ---- processes, cleaned up on any exit -----------------------------------------------------
 DAEMON_PID='' RTSP_PID='' MQTT_PID=''
-stop() { # pid [seconds before SIGKILL]
-    local pid=$1 grace=${2:-10} i
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     stop "$DAEMON_PID" 20
     stop "$RTSP_PID" 5
@@ -128,20 +119,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    "$SYS_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port seconds pid
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        port_open "$1" && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 
 rm -rf "$RUN"
 mkdir -p "$RUN"

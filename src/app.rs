@@ -31,6 +31,7 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
     crate::host::raise_open_files(loaded.config.cameras.len());
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
+        let shutdown = shutdown_signal();
         start_embedded_broker(&loaded)?;
         let mut link = mqtt::start_link(&loaded)?;
         let stats = StatsBoard::default();
@@ -64,7 +65,6 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             link.tx.clone(),
             loaded.config.mqtt.stats_every_seconds,
         ));
-        let shutdown = wait_for_shutdown();
         tokio::pin!(shutdown);
         // The console shows the config in force, after whatever changed it.
         let show = |cameras: &Supervisor| {
@@ -163,25 +163,37 @@ fn spawn_retention(
         .ok()
 }
 
-async fn wait_for_shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Takes over SIGTERM and SIGINT now and returns what resolves on either. Called first: a stop
+/// that arrives while the console or the cameras start must shut down cleanly, not kill the
+/// process with events open (tokio registers a handler only when it is created).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+                (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                    one.recv().await;
+                }
+                (Err(_), Err(_)) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -990,25 +990,24 @@ fn https(
     )
 }
 
-#[test]
-fn the_console_speaks_https_with_the_configured_certificate() {
-    let dir = support::artifacts_dir("console-https");
-    let (clip, _) = support::render_scenario("parking-basic", &dir);
-    // A certificate for 127.0.0.1, as a city's PKI would issue one (here self-signed).
-    let (cert, key) = (dir.join("console.crt"), dir.join("console.key"));
+/// A self-signed certificate for 127.0.0.1 and its key, `NAME.crt` and `NAME.key` in `dir`,
+/// made by the openssl command (Debian package openssl, installed by make setup).
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
     let made = Command::new("openssl")
         .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
             "-subj",
             "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
         ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -1019,6 +1018,15 @@ fn the_console_speaks_https_with_the_configured_certificate() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+    (cert, key)
+}
+
+#[test]
+fn the_console_speaks_https_with_the_configured_certificate() {
+    let dir = support::artifacts_dir("console-https");
+    let (clip, _) = support::render_scenario("parking-basic", &dir);
+    // A certificate for 127.0.0.1, as a city's PKI would issue one (here self-signed).
+    let (cert, _key) = self_signed(&dir, "console");
     let broker = support::Mosquitto::start();
     let port = support::free_port();
     let config = dir.join("config.toml");
@@ -1096,26 +1104,7 @@ fn the_console_speaks_https_with_the_configured_certificate() {
     daemon.stop();
 
     // `check` reads the pair: a key that is not the certificate's is named.
-    let (other_cert, other_key) = (dir.join("other.crt"), dir.join("other.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other",
-            "-keyout",
-        ])
-        .arg(&other_key)
-        .arg("-out")
-        .arg(&other_cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    self_signed(&dir, "other");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
@@ -1137,5 +1126,47 @@ fn the_console_speaks_https_with_the_configured_certificate() {
             && err.contains("other.key")
             && err.contains("does not go with"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_stop_while_the_node_starts_shuts_it_down_cleanly() {
+    // SIGTERM right after the console listens, while the cameras and models are still
+    // starting: the handler was only installed once everything had started, so the default
+    // action killed the process (exit by signal 15, events left open).
+    let dir = support::artifacts_dir("console-early-stop");
+    let (clip, _) = support::render_scenario("parking-basic", &dir);
+    let broker = support::Mosquitto::start();
+    let port = support::free_port();
+    let config = dir.join("config.toml");
+    support::StreetCamera {
+        mqtt: &format!("url = \"{}\"", broker.url()),
+        sections: &format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"SW_TEST_CONSOLE_TOKEN\""
+        ),
+        id: "cam-early",
+        clip: &clip,
+        pace: 1.0,
+        camera: "",
+        dwell: 6.0,
+        zones: "",
+    }
+    .write(&config);
+    let mut daemon = Daemon::start(
+        &config,
+        &dir.join("daemon.log"),
+        &[("SW_TEST_CONSOLE_TOKEN", TOKEN)],
+    );
+    assert!(
+        support::wait_for_port(port, Duration::from_secs(30)),
+        "{}",
+        daemon.log_text()
+    );
+    // `stop` sends SIGTERM and asserts exit status 0.
+    daemon.stop();
+    assert!(
+        daemon.log_text().contains("shutting down"),
+        "{}",
+        daemon.log_text()
     );
 }

@@ -357,6 +357,7 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
 
     let models_dir = loaded.models_dir();
     let mut camera_ids = HashSet::new();
+    let mut manifests: std::collections::HashMap<&str, Result<(), String>> = Default::default();
     for (ci, cam) in cfg.cameras.iter().enumerate() {
         let at = |rest: &[PathSeg]| {
             let mut p = vec![Key("cameras"), Index(ci)];
@@ -437,21 +438,12 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
                 );
             }
         }
-        let manifest_path = models_dir.join(format!("{}.toml", cam.model));
-        if manifest_path.is_file() {
-            if let Err(e) = crate::detector::manifest::Manifest::load(&manifest_path) {
-                push(at(&[Key("model")]), e.to_string());
-            }
-        } else {
-            push(
-                at(&[Key("model")]),
-                format!(
-                    "unknown model {:?}: no manifest {}; available: {}",
-                    cam.model,
-                    models_dir.join(format!("{}.toml", cam.model)).display(),
-                    crate::detector::manifest::available(&models_dir).join(", ")
-                ),
-            );
+        // Many cameras share a model: its manifest is read once per check.
+        let verdict = manifests
+            .entry(cam.model.as_str())
+            .or_insert_with(|| model_verdict(&models_dir, &cam.model));
+        if let Err(why) = verdict {
+            push(at(&[Key("model")]), why.clone());
         }
         let mut zone_ids = HashSet::new();
         for (zi, zone) in cam.zones.iter().enumerate() {
@@ -558,4 +550,19 @@ fn check_writable(dir: &std::path::Path) -> Result<(), String> {
     std::fs::write(&probe, b"ok").map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// Whether a camera's `model` names a manifest in `models_dir` that reads and validates.
+fn model_verdict(models_dir: &std::path::Path, model: &str) -> Result<(), String> {
+    let path = models_dir.join(format!("{model}.toml"));
+    if !path.is_file() {
+        return Err(format!(
+            "unknown model {model:?}: no manifest {}; available: {}",
+            path.display(),
+            crate::detector::manifest::available(models_dir).join(", ")
+        ));
+    }
+    crate::detector::manifest::Manifest::load(&path)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -26,14 +26,14 @@ endif
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup need-cargo build demo test eval bench bench-camera bench-scale soak lint clean-cache
+.PHONY: help setup need-cargo build demo test eval bench bench-camera bench-scale soak fuzz fuzz-smoke lint clean-cache
 
 help:
 	@echo 'streetwatch targets:'
 	@echo '  make setup        Debian packages, ONNX Runtime and assets into $(CACHE) (idempotent, fast)'
 	@echo '  make build        setup + cargo build --release --all-targets --locked'
 	@echo '  make demo         build + target/release/streetwatch demo'
-	@echo '  make test         build + cargo test --release --locked'
+	@echo '  make test         build + cargo test --release --locked, then fuzz-smoke'
 	@echo '  make eval         build + streetwatch eval: real clips and composed scenarios against their truth'
 	@echo '  make bench        setup + cargo bench --locked'
 	@echo '  make bench-camera build + CPU per camera-minute of a 1080p25 camera (keyframes, 1 detection / 2 s)'
@@ -42,6 +42,9 @@ help:
 	@echo '                    the ratio (N=20 DURATION=600 WARMUP=60 RTSP_CAMERAS MAIN_ONLY=1 PEER=0)'
 	@echo '  make soak         build + 30 RTSP cameras for 2 hours while the RTSP server, the broker and the'
 	@echo '                    evidence disk fail: memory, descriptors, lost messages (MINUTES=5 CAMERAS=30)'
+	@echo '  make fuzz         build + every libFuzzer target (fuzz/) for 10 minutes, two at a time:'
+	@echo '                    executions, coverage, crashes (FUZZ_SECONDS=600 FUZZ_JOBS=2; scripts/fuzz.sh -h)'
+	@echo '  make fuzz-smoke   build + every fuzz target for 30 s (seed 1)'
 	@echo '  make lint         cargo fmt --check + cargo clippy (warnings are errors)'
 	@echo '  make clean-cache  remove the fetched ONNX Runtime and assets from $(CACHE)'
 	@echo 'Variables: CACHE (default .cache), STREETWATCH_ASSETS (folder with a copy of the assets,'
@@ -65,6 +68,7 @@ demo: build
 test: export RUST_BACKTRACE := 1
 test: build
 	$(CARGO) test --release --locked
+	FUZZ_SECONDS=30 FUZZ_SEED=1 bash scripts/fuzz.sh
 
 eval: build
 	target/release/streetwatch eval configs/eval
@@ -83,9 +87,17 @@ bench-scale: build
 soak: build
 	bash scripts/soak.sh
 
+# FUZZ_SECONDS, FUZZ_JOBS and FUZZ_SEED reach the script from the environment.
+fuzz: build
+	bash scripts/fuzz.sh
+
+fuzz-smoke: build
+	FUZZ_SECONDS=30 FUZZ_SEED=1 bash scripts/fuzz.sh
+
 lint: setup need-cargo
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+	$(CARGO) clippy --release --locked -p streetwatch-fuzz -- -D warnings
 
 clean-cache:
 	rm -rf '$(CACHE)/assets' '$(CACHE)/onnxruntime' '$(CACHE)/apt.log'

@@ -544,11 +544,34 @@ fn is_topic_safe(id: &str) -> bool {
         .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace())
 }
 
+/// Whether `dir` is (or could be created as) a writable folder, without creating anything:
+/// `check` is a dry run, and the daemon makes its folders when it starts.
 fn check_writable(dir: &std::path::Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let probe = dir.join(".streetwatch-write-test");
-    std::fs::write(&probe, b"ok").map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&probe);
+    use std::os::unix::ffi::OsStrExt;
+    let mut at = dir;
+    // The nearest part of the path that exists decides.
+    while !at.exists() {
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => {
+                at = std::path::Path::new(".");
+                break;
+            }
+        }
+    }
+    if !at.is_dir() {
+        return Err(format!("{} is not a folder", at.display()));
+    }
+    let c = std::ffi::CString::new(at.as_os_str().as_bytes())
+        .map_err(|_| "the path holds a NUL byte".to_string())?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(format!(
+            "{}: {}",
+            at.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
     Ok(())
 }
 

@@ -274,12 +274,19 @@ pub enum ManifestError {
 impl Manifest {
     /// Reads a manifest file.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let invalid = |why: String| ManifestError::Invalid {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Invalid {
             path: path.to_path_buf(),
-            why,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-        let manifest: Self = toml_edit::de::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+            why: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Reads and validates manifest text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        let manifest: Self = toml_edit::de::from_str(text).map_err(|e| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
         manifest.validate(path)?;
         Ok(manifest)
     }

@@ -188,7 +188,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    fn new(ledger: Ledger) -> Self {
+    /// A record of delivery over `ledger`'s outbox (the link's, or a console's run without one).
+    pub fn new(ledger: Ledger) -> Self {
         Self {
             ledger: Mutex::new(ledger),
             untracked_sent: AtomicU64::new(0),

@@ -33,7 +33,7 @@ help:
 	@echo '  make setup        Debian packages, ONNX Runtime and assets into $(CACHE) (idempotent, fast)'
 	@echo '  make build        setup + cargo build --release --all-targets --locked'
 	@echo '  make demo         build + target/release/streetwatch demo'
-	@echo '  make test         build + cargo test --release --locked, then fuzz-smoke'
+	@echo '  make test         build + cargo test --release --locked, then fuzz-smoke and a 5-minute soak'
 	@echo '  make eval         build + streetwatch eval: real clips and composed scenarios against their truth'
 	@echo '  make bench        setup + cargo bench --locked'
 	@echo '  make bench-camera build + CPU per camera-minute of a 1080p25 camera (keyframes, 1 detection / 2 s)'
@@ -69,6 +69,7 @@ test: export RUST_BACKTRACE := 1
 test: build
 	$(CARGO) test --release --locked
 	FUZZ_SECONDS=30 FUZZ_SEED=1 bash scripts/fuzz.sh
+	MINUTES=5 bash scripts/soak.sh
 
 eval: build
 	target/release/streetwatch eval configs/eval
@@ -93,6 +94,7 @@ fuzz: build
 
 fuzz-smoke: build
 	FUZZ_SECONDS=30 FUZZ_SEED=1 bash scripts/fuzz.sh
+	MINUTES=5 bash scripts/soak.sh
 
 lint: setup need-cargo
 	$(CARGO) fmt --check

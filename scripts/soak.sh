@@ -19,7 +19,8 @@
 #   --sample S        [SAMPLE, 30]
 # Files go to out/soak/. Figures are printed as `SOAK name=value` lines (also results.txt);
 # the exit status is 1 when a message was lost or memory or descriptors grew more than 5 %
-# after the warm-up (the first sixth of the run, at least 2 minutes).
+# after the warm-up (the first sixth of the run, at least 2 minutes); memory is judged in runs of
+# 30 minutes or more only (it settles in about ten).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -267,7 +268,12 @@ with open(os.path.join(run, "results.txt"), "w") as out:
         out.write(f"SOAK {k}={v}\n")
 if lost:
     print(f"soak: {len(lost)} message(s) in the ledger never arrived, e.g. {lost[:3]}")
-ok = not lost and rss_growth <= 5.0 and fd_growth <= 5.0 and len(sent) > 0
+# Resident memory settles over the first ten minutes or so (allocator arenas, the RTSP and
+# broker restarts' first round): a shorter run reports it but is not judged by it.
+judge_memory = total >= 1800
+if not judge_memory:
+    print(f"soak: memory grew {rss_growth:.1f} % after the warm-up; not judged in a run under 30 minutes")
+ok = not lost and (rss_growth <= 5.0 or not judge_memory) and fd_growth <= 5.0 and len(sent) > 0
 print("soak: " + ("ok" if ok else "FAILED") + f" (samples in {run}/samples.txt)")
 sys.exit(0 if ok else 1)
 PY

@@ -60,6 +60,13 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
         };
         let mut cameras = Supervisor::start(loaded.clone(), link.tx.clone(), stats.clone(), live);
         let retention = spawn_retention(&loaded, &stop);
+        let trim_task = tokio::spawn(async {
+            let mut tick = tokio::time::interval(crate::host::RELEASE_FREE_MEMORY_EVERY);
+            loop {
+                tick.tick().await;
+                let _ = tokio::task::spawn_blocking(crate::host::release_free_memory).await;
+            }
+        });
         let stats_task = tokio::spawn(publish_stats(
             stats,
             link.tx.clone(),
@@ -105,6 +112,7 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
         }
         tracing::info!("shutting down");
         stats_task.abort();
+        trim_task.abort();
         let _ = console_stop.send(());
         if let Some((_, task)) = console {
             let _ = task.await;

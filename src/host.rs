@@ -1,5 +1,5 @@
-//! What the daemon needs from the machine it runs on, set up at start: enough open files for
-//! every camera.
+//! What the daemon needs from the machine it runs on: enough open files for every camera, set
+//! up at start, and the allocator's free memory given back while it runs.
 
 /// Open files a camera may hold at once: its stream's socket or file, a main-stream photo being
 /// taken, the ledger's database, journal and shared-memory files, evidence being written.
@@ -54,6 +54,21 @@ pub fn raise_open_files(cameras: usize) -> Option<u64> {
         );
     }
     Some(limit)
+}
+
+/// How often the daemon gives the allocator's free pages back to the system.
+pub const RELEASE_FREE_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Gives the C allocator's free pages back to the system. glibc keeps what the camera threads
+/// free in per-thread arenas: in a soak of 30 RTSP cameras the 16 arenas held 200 MB free beside
+/// 358 MB in use, and resident memory rose a few MB with every round of reconnections (decoder
+/// buffers freed in one arena, allocated anew in another). Takes milliseconds.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and advises the allocator's own free chunks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub const RELEASE_FREE_MEMORY_EVERY: std::time::Duration = std::time::Duration::
 /// Gives the C allocator's free pages back to the system. glibc keeps what the camera threads
 /// free in per-thread arenas: in a soak of 30 RTSP cameras the 16 arenas held 200 MB free beside
 /// 358 MB in use, and resident memory rose a few MB with every round of reconnections (decoder
-/// buffers freed in one arena, allocated anew in another). Takes milliseconds.
+/// buffers freed in one arena, allocated anew in another).
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and advises the allocator's own free chunks.

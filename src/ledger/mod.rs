@@ -46,6 +46,11 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (creating and migrating as needed) `ledger.sqlite` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        // The daemon makes its storage folder here, on first use: `check` only looks.
+        std::fs::create_dir_all(dir).map_err(|e| LedgerError {
+            path: dir.display().to_string(),
+            why: format!("cannot create the storage folder: {e}"),
+        })?;
         Self::open_file(&dir.join("ledger.sqlite"))
     }
 
@@ -267,6 +272,19 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_storage_folder_is_made_on_first_open() {
+        // `check` only looks, so the daemon's first open must make the folder (nested too).
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("data").join("node-1");
+        Ledger::open(&storage).unwrap();
+        assert!(storage.join("ledger.sqlite").is_file());
+        let blocked = dir.path().join("a-file");
+        std::fs::write(&blocked, b"").unwrap();
+        let err = Ledger::open(&blocked.join("data")).unwrap_err().to_string();
+        assert!(err.contains("cannot create the storage folder"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,15 @@ pub enum PrepareError {
     Empty(u32, u32),
     /// OpenCV refused (resize, or viewing the frame).
     #[error("resizing the frame for the model input: {0}")]
-    OpenCv(#[from] opencv::Error),
+    OpenCv(opencv::Error),
+}
+
+// By hand, not `#[from]`: the message already holds the cause, and a `source` would print it
+// twice in an error chain.
+impl From<opencv::Error> for PrepareError {
+    fn from(e: opencv::Error) -> Self {
+        Self::OpenCv(e)
+    }
 }
 
 /// How input coordinates map back to frame pixels: `frame = (input - offset) / scale`.

@@ -71,16 +71,38 @@ impl Ledger {
         // Migrate inside a write transaction, re-reading the version there, so two processes
         // or threads never apply the same step twice.
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-        let migrated = (|| {
+        // The inner result is the newer schema version when the file is ahead of this build.
+        let migrated = (|| -> Result<Result<(), i64>, rusqlite::Error> {
             let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > MIGRATIONS.len() as i64 {
+                return Ok(Err(version));
+            }
             for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
                 conn.execute_batch(&format!("{step}; PRAGMA user_version = {};", i + 1))?;
             }
-            conn.execute_batch("COMMIT")
+            conn.execute_batch("COMMIT")?;
+            Ok(Ok(()))
         })();
-        if let Err(e) = migrated {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(err(e));
+        match migrated {
+            Ok(Ok(())) => {}
+            Ok(Err(newer)) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                // A downgraded package meets the newer ledger here: refuse rather than write
+                // rows an older schema does not know.
+                return Err(LedgerError {
+                    path: name,
+                    why: format!(
+                        "this ledger was written by a newer streetwatch (schema {newer}; this \
+                         build knows up to {}), so it is left untouched: install that version \
+                         or a newer one again",
+                        MIGRATIONS.len()
+                    ),
+                });
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err(e));
+            }
         }
         Ok(Self {
             conn,
@@ -285,6 +307,26 @@ mod tests {
         std::fs::write(&blocked, b"").unwrap();
         let err = Ledger::open(&blocked.join("data")).unwrap_err().to_string();
         assert!(err.contains("cannot create the storage folder"), "{err}");
+    }
+
+    #[test]
+    fn a_ledger_from_a_newer_build_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Ledger::open(dir.path()).unwrap());
+        let path = dir.path().join("ledger.sqlite");
+        let newer = MIGRATIONS.len() as i64 + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let err = Ledger::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("written by a newer streetwatch"), "{err}");
+        assert!(err.contains(&format!("schema {newer}")), "{err}");
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, newer);
     }
 
     #[test]

@@ -36,10 +36,18 @@ const DRAIN_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 pub enum LinkError {
     /// The outbox cannot be opened.
     #[error("outbox: {0}")]
-    Outbox(#[from] LedgerError),
+    Outbox(LedgerError),
     /// The url is not usable.
     #[error(transparent)]
     Url(#[from] super::UrlError),
+}
+
+// By hand, not `#[from]`: the message already holds the cause, and a `source` would print it
+// twice in an error chain ("outbox: ledger …: why: ledger …: why").
+impl From<LedgerError> for LinkError {
+    fn from(e: LedgerError) -> Self {
+        Self::Outbox(e)
+    }
 }
 
 /// Commands from the broker that may wait for the supervisor; beyond, one is refused on the

@@ -18,7 +18,7 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub enum OptionsError {
     /// The url is not usable.
     #[error("[mqtt] url: {0}")]
-    Url(#[from] super::UrlError),
+    Url(super::UrlError),
     /// A file named in `[mqtt]` cannot be read.
     #[error("[mqtt] {field}: cannot read {path}: {why}")]
     File {
@@ -32,6 +32,14 @@ pub enum OptionsError {
     /// The password's environment variable is not set.
     #[error("[mqtt] password_env: the environment variable {0} is not set or is empty")]
     MissingEnv(String),
+}
+
+// By hand, not `#[from]`: the message already holds the cause, and a `source` would print it
+// twice in an error chain.
+impl From<super::UrlError> for OptionsError {
+    fn from(e: super::UrlError) -> Self {
+        Self::Url(e)
+    }
 }
 
 /// Reads a file named by a config field.

@@ -273,6 +273,8 @@ pub struct ReplayOptions {
     /// Times to play the clip back to back, stream time continuing (to judge dwells longer
     /// than the clip).
     pub plays: u32,
+    /// Show how much of the clip is done on stderr (a bar on a terminal, else plain lines).
+    pub progress: bool,
 }
 
 /// Runs a clip as a camera on video time, as fast as the machine allows; ends what is still open at the end.
@@ -339,6 +341,14 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         reconnect: false,
         plays: Some(opts.plays.max(1)),
     };
+    let progress = opts
+        .progress
+        .then(|| clip_seconds(&input))
+        .flatten()
+        .map(|s| {
+            let total = (s * f64::from(opts.plays.max(1))).ceil() as u64;
+            crate::progress::Progress::new("replay", total, crate::progress::Unit::VideoSeconds)
+        });
     let mut messages = Vec::new();
     let mut frames = 0u64;
     let mut inferences = 0u64;
@@ -355,6 +365,9 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         let mut on_frame = |f: source::Frame| {
             frames += 1;
             last_time = Some(f.time);
+            if let Some(p) = &progress {
+                p.set((f.time - start).num_seconds().max(0) as u64);
+            }
             match pipeline.process(&f) {
                 Ok(o) => {
                     inferences += u64::from(o.inferred);
@@ -364,6 +377,10 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
             }
         };
         source::run_feed(&feed, &stop, &|| true, &mut |_| {}, &mut on_frame)?;
+        if let Some(p) = &progress {
+            p.set(u64::MAX);
+            p.finish();
+        }
         if let Some(t) = last_time {
             pipeline
                 .finish(t, EndReason::StreamEnded)
@@ -397,6 +414,13 @@ pub fn replay(loaded: &LoadedConfig, opts: &ReplayOptions) -> Result<ReplaySumma
         delivered,
         video_seconds,
     })
+}
+
+/// The clip's length in seconds, when its container says.
+fn clip_seconds(input: &str) -> Option<f64> {
+    source::VideoDecoder::open(input, Default::default())
+        .ok()?
+        .duration_seconds()
 }
 
 /// The clip's `creation_time` tag, else its modification time: stable across replays of one file.

@@ -2,6 +2,12 @@
 //!
 //! `make setup` (scripts/setup.sh) fills `.cache/` from `$STREETWATCH_ASSETS` or upstream; the
 //! program only reads from there, so nothing downloads at run time.
+//!
+//! Each place is its environment variable when set; otherwise the executable decides. The
+//! package's binary (`/usr/bin/streetwatch`, with `/usr/lib/streetwatch` beside it) uses the
+//! package's places (`/usr/lib/streetwatch`, `/var/lib/streetwatch`), so the service needs no
+//! environment; any other build (`target/release/streetwatch`) uses the checkout's `models/`
+//! and `.cache/` in the working directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -10,7 +16,7 @@ use std::sync::OnceLock;
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     /// A fetched file is missing.
-    #[error("{what} not found (looked in {looked}): run `make setup`, or set STREETWATCH_ASSETS to a copy of the shared assets")]
+    #[error("{what} not found (looked in {looked}): run `streetwatch models fetch` (`make setup` in a checkout), or set STREETWATCH_ASSETS to a copy of the shared assets")]
     Missing {
         /// What was looked for.
         what: String,
@@ -27,28 +33,54 @@ pub enum AssetError {
     },
 }
 
-/// The cache folder: `$STREETWATCH_CACHE`, else `.cache` in the working directory.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("STREETWATCH_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cache"))
+/// The package's data folder: fetched weights (under `assets/`), and the ledger and evidence
+/// of the shipped config.
+pub const PACKAGE_DATA_DIR: &str = "/var/lib/streetwatch";
+
+/// The package's folder of read-only parts (`models/`, ONNX Runtime), when this program is the
+/// package's: an executable in `<prefix>/bin` with `<prefix>/lib/streetwatch` beside it.
+pub fn package_lib_dir() -> Option<&'static Path> {
+    static LIB: OnceLock<Option<PathBuf>> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+        let prefix = exe.parent()?.parent()?;
+        Some(prefix.join("lib").join("streetwatch")).filter(|d| d.is_dir())
+    })
+    .as_deref()
 }
 
-/// The model manifests folder: `$STREETWATCH_MODELS`, else `models` in the working directory.
+/// The cache folder: `$STREETWATCH_CACHE`, else the package's data folder for the package's
+/// binary, else `.cache` in the working directory (a checkout after `make setup`).
+pub fn cache_dir() -> PathBuf {
+    // Not `.cache` in the working directory for the package: the service runs in its home,
+    // /var/lib/streetwatch, where libraries keep an XDG `~/.cache` of their own.
+    match (std::env::var_os("STREETWATCH_CACHE"), package_lib_dir()) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(_)) => PathBuf::from(PACKAGE_DATA_DIR),
+        (None, None) => PathBuf::from(".cache"),
+    }
+}
+
+/// The model manifests folder: `$STREETWATCH_MODELS`, else the package's
+/// `/usr/lib/streetwatch/models` for the package's binary, else `models` in the working directory.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("STREETWATCH_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models"))
+    match (std::env::var_os("STREETWATCH_MODELS"), package_lib_dir()) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(lib)) => lib.join("models"),
+        (None, None) => PathBuf::from("models"),
+    }
 }
 
 /// Finds a file by its path relative to the assets root (e.g. `models/yolox_nano.onnx`):
-/// first in the cache, then in `$STREETWATCH_ASSETS`.
+/// first in the cache, then in `$STREETWATCH_ASSETS`, then among the package's own files
+/// (the labels lists it ships beside the manifests).
 pub fn find(rel: &str) -> Result<PathBuf, AssetError> {
     let mut looked = Vec::new();
     let mut roots = vec![cache_dir().join("assets")];
     if let Some(shared) = std::env::var_os("STREETWATCH_ASSETS") {
         roots.push(PathBuf::from(shared));
     }
+    roots.extend(package_lib_dir().map(Path::to_path_buf));
     for root in roots {
         let p = root.join(rel);
         if p.is_file() {
@@ -73,11 +105,15 @@ pub fn assets_root() -> PathBuf {
         .unwrap_or(cached)
 }
 
-/// Path of the ONNX Runtime shared library.
+/// Path of the ONNX Runtime shared library: `$ORT_DYLIB_PATH`, else the package's
+/// `/usr/lib/streetwatch/libonnxruntime.so` for the package's binary, else the set-up's copy in
+/// the cache.
 pub fn ort_library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("onnxruntime").join("libonnxruntime.so"))
+    match (std::env::var_os("ORT_DYLIB_PATH"), package_lib_dir()) {
+        (Some(lib), _) => PathBuf::from(lib),
+        (None, Some(lib)) => lib.join("libonnxruntime.so"),
+        (None, None) => cache_dir().join("onnxruntime").join("libonnxruntime.so"),
+    }
 }
 
 /// The process's ONNX Runtime environment; kept alive here because ort only holds it weakly.

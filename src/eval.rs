@@ -47,6 +47,7 @@ use crate::app::{self, ReplayOptions};
 use crate::event::EventMessage;
 use crate::geometry::BBox;
 use crate::incidents::Phase;
+use crate::progress::{Progress, Unit};
 
 /// Start time of real clips unless a case says otherwise: a Monday at 09:00 in Shanghai,
 /// inside the usual weekday schedules.
@@ -479,6 +480,8 @@ pub fn run_case(case: &Case, work: &Path) -> Result<CaseResult> {
             start_time: Some(start),
             publish: false,
             plays: case.plays,
+            // Cases run side by side; the eval's own progress counts them.
+            progress: false,
         },
     )
     .with_context(|| shown.clone())?;
@@ -654,6 +657,7 @@ fn judge(
 /// Runs every case, `jobs` at a time, each in `out/<case name>`; a case that cannot run at all
 /// (missing clip, bad config) is an error naming its file.
 pub fn run_all(cases: &[Case], out: &Path, jobs: usize) -> Result<EvalReport> {
+    let progress = Progress::new("eval", cases.len() as u64, Unit::Items("cases"));
     let next = Mutex::new(0usize);
     let results: Mutex<Vec<(usize, Result<CaseResult>)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -670,9 +674,11 @@ pub fn run_all(cases: &[Case], out: &Path, jobs: usize) -> Result<EvalReport> {
                 if let Ok(mut all) = results.lock() {
                     all.push((i, r));
                 }
+                progress.inc(1);
             });
         }
     });
+    progress.finish();
     let mut results = results
         .into_inner()
         .map_err(|_| anyhow!("an eval worker panicked"))?;

@@ -31,6 +31,7 @@ pub mod motion;
 pub mod mqtt;
 pub mod picture;
 pub mod pipeline;
+pub mod progress;
 pub mod report;
 pub mod retention;
 pub mod review;

@@ -9,9 +9,17 @@ use clap::{Parser, Subcommand};
 
 use streetwatch::{app, compose, config, models};
 
+/// The version with the commit it was built from, e.g. `0.1.0 (git 9b29d5b0a1c2)`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("STREETWATCH_GIT_ID"),
+    ")"
+);
+
 /// Watches street cameras and reports illegal parking to the command center over MQTT.
 #[derive(Parser, Debug)]
-#[command(name = "streetwatch", version, about)]
+#[command(name = "streetwatch", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -141,6 +149,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print a shell completion script, e.g. `streetwatch completions bash > /etc/bash_completion.d/streetwatch`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (streetwatch.1 and one per subcommand) into a folder.
+    #[command(hide = true)]
+    Manpages {
+        /// Output folder.
+        out_dir: PathBuf,
+    },
 }
 
 /// Formats of `report`.
@@ -178,10 +197,15 @@ enum ModelsAction {
         /// Models to verify (default: all).
         names: Vec<String>,
     },
-    /// Put the weights into .cache/assets from $STREETWATCH_ASSETS or the manifest's urls.
+    /// Put the weights into the cache (.cache/assets in a checkout, /var/lib/streetwatch/assets
+    /// when installed) from --from, $STREETWATCH_ASSETS or the manifest's urls.
     Fetch {
         /// Models to fetch (default: all).
         names: Vec<String>,
+        /// A folder holding the weights (by file name, or by the manifest's path); nothing is
+        /// downloaded then.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
     },
 }
 
@@ -242,6 +266,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Err(code) => code,
         }),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "streetwatch", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpages { out_dir } => {
+            use clap::CommandFactory;
+            write_manpages(&Cli::command(), &out_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::User { config, action } => match load_config(&config) {
             Ok(loaded) => {
                 streetwatch::users::run(&loaded.storage_dir(), action).map(|_| ExitCode::SUCCESS)
@@ -281,6 +316,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     start_time,
                     publish: !no_mqtt,
                     plays,
+                    progress: true,
                 },
             )?;
             eprintln!(
@@ -375,7 +411,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     (Vec::new(), true)
                 }
                 ModelsAction::Verify { names } => models::verify(&dir, &names),
-                ModelsAction::Fetch { names } => models::fetch(&dir, &names),
+                ModelsAction::Fetch { names, from } => models::fetch(&dir, &names, from.as_deref()),
             };
             lines.iter().for_each(|l| println!("{l}"));
             Ok(if ok {
@@ -533,4 +569,33 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `streetwatch.1` and a page per visible subcommand (`streetwatch-models-fetch.1`, ...).
+fn write_manpages(cmd: &clap::Command, out_dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut pages = vec![cmd.clone()];
+    let mut at = 0;
+    // Breadth-first through the subcommands: each page is named by its path
+    // ("streetwatch-models-fetch", as `man` finds it) and its SYNOPSIS reads as one types it.
+    while at < pages.len() {
+        let page = pages[at].clone();
+        let typed = page.get_bin_name().unwrap_or(page.get_name()).to_string();
+        for sub in page.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let name = format!("{}-{}", page.get_name(), sub.get_name());
+            let bin_name = format!("{typed} {}", sub.get_name());
+            pages.push(sub.clone().name(name).bin_name(bin_name));
+        }
+        at += 1;
+    }
+    for page in pages {
+        let file = out_dir.join(format!("{}.1", page.get_name()));
+        let mut text = Vec::new();
+        clap_mangen::Man::new(page.version(VERSION))
+            .render(&mut text)
+            .with_context(|| format!("cannot render {}", file.display()))?;
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(())
 }

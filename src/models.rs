@@ -1,6 +1,7 @@
 //! The model catalogue: the manifests in `models/`, whether their weights are here and intact,
 //! and fetching them (`streetwatch models list | verify | fetch`).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -137,9 +138,10 @@ pub fn verify(dir: &Path, names: &[String]) -> (Vec<String>, bool) {
     (lines, ok)
 }
 
-/// `models fetch`: puts each named (or every) manifest's weights into `.cache/assets/`, from
-/// `$STREETWATCH_ASSETS` or the manifest's urls (with `curl`), checking the sha256.
-pub fn fetch(dir: &Path, names: &[String]) -> (Vec<String>, bool) {
+/// `models fetch`: puts each named (or every) manifest's weights into the cache's `assets/`
+/// (`.cache/` in a checkout, `/var/lib/streetwatch/` when installed), from the operator's folder
+/// `from`, `$STREETWATCH_ASSETS` or the manifest's urls (with `curl`), checking the sha256.
+pub fn fetch(dir: &Path, names: &[String], from: Option<&Path>) -> (Vec<String>, bool) {
     let mut lines = Vec::new();
     let mut ok = true;
     for name in manifest::available(dir)
@@ -148,7 +150,7 @@ pub fn fetch(dir: &Path, names: &[String]) -> (Vec<String>, bool) {
     {
         let result = Manifest::load_named(dir, &name)
             .map_err(|e| e.to_string())
-            .and_then(|m| fetch_one(&m));
+            .and_then(|m| fetch_one(&m, from));
         match result {
             Ok(msg) => lines.push(format!("{name}: {msg}")),
             Err(msg) => {
@@ -160,7 +162,7 @@ pub fn fetch(dir: &Path, names: &[String]) -> (Vec<String>, bool) {
     (lines, ok)
 }
 
-fn fetch_one(m: &Manifest) -> Result<String, String> {
+fn fetch_one(m: &Manifest, from: Option<&Path>) -> Result<String, String> {
     let dest = assets::cache_dir().join("assets").join(&m.file);
     let good = |p: &Path| match (&m.sha256, file_sha256(p)) {
         (_, Err(_)) => false,
@@ -174,18 +176,42 @@ fn fetch_one(m: &Manifest) -> Result<String, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let part = dest.with_extension("part");
+    // The operator's folder may hold the weights under the manifest's path or by file name.
+    let mut copies = Vec::new();
+    if let Some(from) = from {
+        copies.push(from.join(&m.file));
+        if let Some(name) = Path::new(&m.file).file_name() {
+            copies.push(from.join(name));
+        }
+    }
     if let Some(shared) = std::env::var_os("STREETWATCH_ASSETS") {
-        let src = PathBuf::from(shared).join(&m.file);
+        copies.push(PathBuf::from(shared).join(&m.file));
+    }
+    let mut tried = Vec::new();
+    for src in copies {
         if src.is_file() && good(&src) {
             std::fs::copy(&src, &part).map_err(|e| format!("copy {}: {e}", src.display()))?;
             std::fs::rename(&part, &dest).map_err(|e| e.to_string())?;
             return Ok(format!("copied from {}", src.display()));
         }
+        if src.is_file() {
+            tried.push(format!("{} (sha256 differs)", src.display()));
+        } else if from.is_some_and(|f| src.starts_with(f)) {
+            tried.push(format!("{} (not there)", src.display()));
+        }
     }
-    let mut tried = Vec::new();
-    for url in &m.urls {
+    // A named folder means an offline install: no downloads behind the operator's back.
+    let urls = if from.is_some() { &[][..] } else { &m.urls[..] };
+    for url in urls {
+        // curl's own bar on a terminal (weights are megabytes over a city's links), quiet
+        // otherwise.
+        let quiet = if std::io::stderr().is_terminal() {
+            "-#"
+        } else {
+            "-s"
+        };
         let status = Command::new("curl")
-            .args(["-fsSL", "--retry", "2", "-o"])
+            .args(["-fSL", quiet, "--retry", "2", "-o"])
             .arg(&part)
             .arg(url)
             .status();
@@ -201,7 +227,7 @@ fn fetch_one(m: &Manifest) -> Result<String, String> {
     }
     let _ = std::fs::remove_file(&part);
     Err(format!(
-        "could not fetch {}; tried {}. Copy the file there by hand, or set STREETWATCH_ASSETS to a folder that has it",
+        "could not fetch {}; tried {}. Name a folder that has it with --from, set STREETWATCH_ASSETS to one, or copy the file there by hand",
         m.file,
         if tried.is_empty() { "no urls (the manifest lists none)".into() } else { tried.join(", ") }
     ))

@@ -1,4 +1,5 @@
-//! The operator commands around models: `models list | verify` and `detect` on a real photo.
+//! The operator commands around models (`models list | verify | fetch`, `detect` on a real
+//! photo) and what a packaged install relies on: `--version`, completions, man pages.
 
 mod support;
 
@@ -60,6 +61,88 @@ fn models_list_and_verify_the_bundled_manifests() {
     let unknown = streetwatch(&["models", "verify", "no-such-model"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stdout).contains("available: "));
+}
+
+#[test]
+fn models_fetch_takes_weights_from_a_named_folder_and_never_downloads_then() {
+    let dir = support::artifacts_dir("commands-fetch");
+    let (stick, cache) = (dir.join("usb-stick"), dir.join("cache"));
+    std::fs::create_dir_all(&stick).unwrap();
+    // By file name, as an operator copies it onto a stick.
+    std::fs::copy(
+        support::asset("models/yolox_nano.onnx"),
+        stick.join("yolox_nano.onnx"),
+    )
+    .unwrap();
+    std::fs::write(stick.join("fastestdet_352.onnx"), b"not the weights").unwrap();
+    let fetch = |names: &[&str]| {
+        let mut cmd = Command::new(support::binary());
+        cmd.current_dir(support::root())
+            .env("STREETWATCH_CACHE", &cache)
+            .env_remove("STREETWATCH_ASSETS")
+            .args(["models", "fetch", "--from"])
+            .arg(&stick)
+            .args(names);
+        cmd.output().unwrap()
+    };
+    let out = ok(&fetch(&["yolox-nano-coco"]));
+    assert!(out.contains("yolox-nano-coco: copied from"), "{out}");
+    assert_eq!(
+        std::fs::read(cache.join("assets/models/yolox_nano.onnx")).unwrap(),
+        std::fs::read(stick.join("yolox_nano.onnx")).unwrap()
+    );
+    assert!(ok(&fetch(&["yolox-nano-coco"])).contains("already in"));
+
+    let bad = fetch(&["fastestdet-352-coco", "nanodet-m-416-coco"]);
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{text}");
+    assert!(
+        text.contains("fastestdet_352.onnx (sha256 differs)"),
+        "{text}"
+    );
+    assert!(text.contains("nanodet_m_416.onnx (not there)"), "{text}");
+    // The manifests list upstream urls; with --from none is tried.
+    assert!(!text.contains("http"), "{text}");
+    assert!(!cache.join("assets/models/fastestdet_352.onnx").exists());
+}
+
+#[test]
+fn version_completions_and_man_pages_come_from_the_command_line() {
+    let version = ok(&streetwatch(&["--version"]));
+    let id = version
+        .trim()
+        .strip_prefix(concat!("streetwatch ", env!("CARGO_PKG_VERSION"), " (git "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(
+        id == "unknown" || (id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit())),
+        "{version}"
+    );
+    let bash = ok(&streetwatch(&["completions", "bash"]));
+    assert!(
+        bash.contains("_streetwatch()") && bash.contains("--events-out"),
+        "{bash}"
+    );
+    let zsh = ok(&streetwatch(&["completions", "zsh"]));
+    assert!(zsh.starts_with("#compdef streetwatch"), "{zsh}");
+
+    let dir = support::artifacts_dir("commands-man");
+    ok(&streetwatch(&["manpages", dir.to_str().unwrap()]));
+    let page = std::fs::read_to_string(dir.join("streetwatch-models-fetch.1")).unwrap();
+    assert!(page.contains("streetwatch models fetch"), "{page}");
+    assert!(page.contains("\\-\\-from"), "{page}");
+    for sub in [
+        "run",
+        "check",
+        "replay",
+        "report",
+        "user-add",
+        "models-verify",
+    ] {
+        assert!(dir.join(format!("streetwatch-{sub}.1")).is_file(), "{sub}");
+    }
+    // Hidden commands stay out of the pages.
+    assert!(!dir.join("streetwatch-manpages.1").exists());
 }
 
 #[test]

@@ -185,6 +185,12 @@ impl VideoDecoder {
             .map(str::to_string)
     }
 
+    /// The file's duration in seconds, when its container says (files; not live streams).
+    pub fn duration_seconds(&self) -> Option<f64> {
+        let d = self.input.duration();
+        (d > 0).then(|| d as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE))
+    }
+
     /// Moves to the keyframe at or before `pts` seconds from the stream's start (files), so
     /// that the next frames decoded lead up to it; their times count from the stream's start.
     pub fn seek(&mut self, pts: f64) -> Result<(), DecodeError> {

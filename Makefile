@@ -26,14 +26,15 @@ endif
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup need-cargo build demo test eval bench bench-camera bench-scale soak fuzz fuzz-smoke lint clean-cache
+.PHONY: help setup need-cargo build demo test eval bench bench-camera bench-scale soak fuzz fuzz-smoke deb deb-test lint clean-cache
 
 help:
 	@echo 'streetwatch targets:'
 	@echo '  make setup        Debian packages, ONNX Runtime and assets into $(CACHE) (idempotent, fast)'
 	@echo '  make build        setup + cargo build --release --all-targets --locked'
 	@echo '  make demo         build + target/release/streetwatch demo'
-	@echo '  make test         build + cargo test --release --locked, then fuzz-smoke and a 5-minute soak'
+	@echo '  make test         build + cargo test --release --locked, then fuzz-smoke, a 5-minute soak and'
+	@echo '                    (as root) deb-test'
 	@echo '  make eval         build + streetwatch eval: real clips and composed scenarios against their truth'
 	@echo '  make bench        setup + cargo bench --locked'
 	@echo '  make bench-camera build + CPU per camera-minute of a 1080p25 camera (keyframes, 1 detection / 2 s)'
@@ -45,6 +46,9 @@ help:
 	@echo '  make fuzz         build + every libFuzzer target (fuzz/) for 10 minutes, two at a time:'
 	@echo '                    executions, coverage, crashes (FUZZ_SECONDS=600 FUZZ_JOBS=2; scripts/fuzz.sh -h)'
 	@echo '  make fuzz-smoke   build + every fuzz target for 30 s (seed 1)'
+	@echo '  make deb          build + the Debian package: out/deb/streetwatch_<version>_<arch>.deb'
+	@echo '  make deb-test     build + install the package here (root), run its service and its demo'
+	@echo '                    camera, upgrade it, purge it (scripts/deb-test.sh)'
 	@echo '  make lint         cargo fmt --check + cargo clippy (warnings are errors)'
 	@echo '  make clean-cache  remove the fetched ONNX Runtime and assets from $(CACHE)'
 	@echo 'Variables: CACHE (default .cache), STREETWATCH_ASSETS (folder with a copy of the assets,'
@@ -70,6 +74,8 @@ test: build
 	$(CARGO) test --release --locked
 	FUZZ_SECONDS=30 FUZZ_SEED=1 bash scripts/fuzz.sh
 	MINUTES=5 bash scripts/soak.sh
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/deb-test.sh; \
+	else echo 'deb-test: skipped: it installs the package, so it needs root (sudo make deb-test)'; fi
 
 eval: build
 	target/release/streetwatch eval configs/eval
@@ -94,7 +100,12 @@ fuzz: build
 
 fuzz-smoke: build
 	FUZZ_SECONDS=30 FUZZ_SEED=1 bash scripts/fuzz.sh
-	MINUTES=5 bash scripts/soak.sh
+
+deb: build
+	bash scripts/deb.sh
+
+deb-test: build
+	bash scripts/deb-test.sh
 
 lint: setup need-cargo
 	$(CARGO) fmt --check

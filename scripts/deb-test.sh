@@ -45,9 +45,11 @@ UNIT=/lib/systemd/system/streetwatch.service
 CONFIG=/etc/streetwatch/config.toml
 DATA=/var/lib/streetwatch
 DAEMON_PID='' MQTT_PID=''
+weights=''
 cleanup() {
     stop "$DAEMON_PID" 20
     stop "$MQTT_PID" 5
+    [[ -z $weights ]] || rm -rf "$weights"
     if dpkg-query -W streetwatch >/dev/null 2>&1; then
         dpkg --purge streetwatch >>"$RUN/dpkg.log" 2>&1 || true
     fi
@@ -103,8 +105,9 @@ as_unit $PRE >"$RUN/check-shipped.log" 2>&1 || fail "check on the shipped config
 say "shipped config: $(cat "$RUN/check-shipped.log")"
 
 # ---- 3. weights from a folder, a camera, a broker --------------------------------------------
-weights=$RUN/usb-stick
-mkdir -p "$weights"
+# Outside the checkout: the streetwatch user may not be able to enter a root-owned clone.
+weights=$(mktemp -d /tmp/streetwatch-weights.XXXXXX)
+chmod 0755 "$weights"
 cp "$CACHE/assets/models/yolox_nano.onnx" "$weights/" || die "no weights in $CACHE: run make setup"
 chmod -R a+rX "$weights"
 as_unit /usr/bin/streetwatch models fetch yolox-nano-coco --from "$weights" >"$RUN/fetch.log" 2>&1 ||

@@ -285,10 +285,10 @@ fn replay_counting(dir: &Path, clip: &Path, full: f64) -> (Vec<Value>, u64, u64)
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "replay failed:\n{stderr}");
-    // "replay: 56 frames (the model ran on 20), ..."
+    // "replay: 56 frames (the model ran on 20), ..." (after the plain progress lines)
     let line = stderr
         .lines()
-        .find(|l| l.starts_with("replay: "))
+        .find(|l| l.starts_with("replay: ") && l.contains(" frames (the model ran on "))
         .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
     let number = |after: &str| -> u64 {
         let rest = &line[line.find(after).unwrap() + after.len()..];

@@ -3,7 +3,8 @@
 # download OpenCV and FFmpeg from Debian's mirrors on every run): it needs root and a machine
 # without streetwatch installed, and leaves none (the package is purged at the end).
 #
-#  1. builds the package (scripts/deb.sh) and installs it with dpkg -i;
+#  1. builds the package (scripts/deb.sh), lints it (lintian: no error or warning) and installs
+#     it with dpkg -i: the user, the data folder and the enabled service are there;
 #  2. checks the unit with systemd-analyze verify, then runs `streetwatch check` on the
 #     installed config the way the unit does: its User, WorkingDirectory and ExecStartPre
 #     line, with an empty environment;
@@ -69,13 +70,22 @@ crate=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 OLD=$(bash scripts/deb.sh --out "$RUN/old" --version "$crate+git$commits" | tail -n 1)
 NEW=$(bash scripts/deb.sh --out "$RUN/new" --version "$crate+git$((commits + 1))" | tail -n 1)
 say "built $(basename "$OLD") and $(basename "$NEW")"
+if command -v lintian >/dev/null; then
+    lintian --fail-on error,warning --tag-display-limit 0 "$OLD" >"$RUN/lintian.log" 2>&1 ||
+        fail "lintian: $(grep -v 'root privileges' "$RUN/lintian.log")"
+    say "lintian: no errors or warnings (ONNX Runtime's embedded curl and mbedtls overridden)"
+else
+    say "lintian not here: the package is not linted"
+fi
 dpkg -i "$OLD" </dev/null >>"$RUN/dpkg.log" 2>&1 || fail "dpkg -i $(basename "$OLD"): $(tail -n 5 "$RUN/dpkg.log")"
 getent passwd streetwatch >/dev/null || fail "no streetwatch user after installing"
 [[ $(stat -c %U "$DATA") == streetwatch ]] || fail "$DATA is not the streetwatch user's"
 [[ $(stat -c '%G %a' "$CONFIG") == "streetwatch 640" ]] || fail "$CONFIG: want group streetwatch, mode 640; is $(stat -c '%G %a' "$CONFIG")"
 /usr/bin/streetwatch --version | grep -q "(git [0-9a-f]\{12\})" ||
     fail "--version does not name the commit: $(/usr/bin/streetwatch --version)"
-say "installed: $(/usr/bin/streetwatch --version); user streetwatch; $DATA"
+WANTS=/etc/systemd/system/multi-user.target.wants/streetwatch.service
+[[ -L $WANTS ]] || fail "the service is not enabled after the first install (no $WANTS)"
+say "installed: $(/usr/bin/streetwatch --version); user streetwatch; $DATA; the service enabled"
 
 # ---- 2. the unit, and check the way it runs it ---------------------------------------------
 if command -v systemd-analyze >/dev/null; then
@@ -158,7 +168,7 @@ sleep 0.5
 start_daemon "$RUN/daemon-old.log"
 # Until the event arrives; a camera that cannot start, or a daemon that exits, ends it early.
 while kill -0 "$SUB_PID" 2>/dev/null; do
-    grep -q "camera not started" "$RUN/daemon-old.log" && break
+    grep -qs "camera not started" "$RUN/daemon-old.log" && break
     kill -0 "$DAEMON_PID" 2>/dev/null || break
     sleep 1
 done
@@ -258,6 +268,6 @@ say "a ledger of schema $((schema2 + 1)) is refused and left as it was: $(grep -
 
 # ---- 6. purge --------------------------------------------------------------------------------
 dpkg --purge streetwatch >>"$RUN/dpkg.log" 2>&1 || fail "dpkg --purge: $(tail -n 5 "$RUN/dpkg.log")"
-[[ ! -e /usr/bin/streetwatch && ! -e $DATA && ! -e $CONFIG ]] || fail "purge left files behind"
-say "purged: no /usr/bin/streetwatch, $DATA or $CONFIG left"
+[[ ! -e /usr/bin/streetwatch && ! -e $DATA && ! -e $CONFIG && ! -L $WANTS ]] || fail "purge left files behind"
+say "purged: no /usr/bin/streetwatch, $DATA, $CONFIG or enablement left"
 say "passed"

@@ -5,7 +5,7 @@
 #   make deb
 #   scripts/deb.sh [--version V] [--out DIR]
 #
-# What goes where: /usr/bin/streetwatch (debug info stripped), /usr/lib/streetwatch/models
+# What goes where: /usr/bin/streetwatch (stripped), /usr/lib/streetwatch/models
 # (manifests and labels), /usr/lib/streetwatch/libonnxruntime.so (from the set-up's cache),
 # /etc/streetwatch/config.toml (a conffile), /lib/systemd/system/streetwatch.service, man pages,
 # bash/zsh/fish completions and the docs. Weights are not packaged: `streetwatch models fetch`
@@ -15,6 +15,7 @@
 #   --version V   [DEB_VERSION; default <Cargo version>+git<commits>.<commit id>, which grows
 #                 with every commit on one branch, so a later build upgrades an earlier one]
 #   --out DIR     [DEB_OUT, out/deb]
+#   [DEB_MAINTAINER, "streetwatch developers <streetwatch@example.org>"]: who the package names
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +24,7 @@ BIN=${STREETWATCH_BIN:-$ROOT/target/release/streetwatch}
 CACHE=${STREETWATCH_CACHE:-$ROOT/.cache}
 VERSION=${DEB_VERSION:-}
 OUT=${DEB_OUT:-$ROOT/out/deb}
+MAINTAINER=${DEB_MAINTAINER:-streetwatch developers <streetwatch@example.org>}
 
 say() { printf 'deb: %s\n' "$*"; }
 die() { printf 'deb: error: %s\n' "$*" >&2; exit 2; }
@@ -37,7 +39,7 @@ while (($#)); do
 done
 
 [[ -x $BIN ]] || die "$BIN not built: run make build"
-for tool in dpkg-deb dpkg-shlibdeps objcopy gzip; do
+for tool in dpkg-deb dpkg-shlibdeps strip gzip; do
     command -v "$tool" >/dev/null || die "$tool not found: run make setup (dpkg-dev, binutils)"
 done
 ORT_DIR=$CACHE/onnxruntime
@@ -67,8 +69,9 @@ doc=$STAGE/usr/share/doc/streetwatch
 install -d "$STAGE/usr/bin" "$lib/models" "$STAGE/etc/streetwatch" "$STAGE/lib/systemd/system" \
     "$STAGE/usr/share/man/man1" "$doc/examples" "$STAGE/usr/share/bash-completion/completions" \
     "$STAGE/usr/share/zsh/vendor-completions" "$STAGE/usr/share/fish/vendor_completions.d"
-# The release profile keeps debug info for backtraces in development; the package does not.
-objcopy --strip-debug "$BIN" "$STAGE/usr/bin/streetwatch"
+# The release profile keeps debug info for backtraces in development; the package is stripped
+# as Debian's are (a panic's backtrace then shows addresses; the log line says what failed).
+strip --strip-unneeded --remove-section=.comment --remove-section=.note -o "$STAGE/usr/bin/streetwatch" "$BIN"
 chmod 0755 "$STAGE/usr/bin/streetwatch"
 install -m 0644 models/*.toml "$LABELS" "$lib/models/"
 install -m 0644 "$ORT_LIB" "$ORT_DIR/libonnxruntime_providers_shared.so" "$lib/"
@@ -88,6 +91,25 @@ rm -rf "$OUT/man"
 install -m 0644 README.md docs/*.md "$doc/"
 install -m 0644 configs/example-city.toml "$doc/examples/"
 install -m 0644 packaging/debian/copyright "$doc/copyright"
+# A native package's changelog: this build, and the commit it came from.
+{
+    printf 'streetwatch (%s) unstable; urgency=medium\n\n' "$VERSION"
+    if git rev-parse --git-dir >/dev/null 2>&1; then
+        printf '  * Built from commit %s.\n' "$(git rev-parse --short=12 HEAD)"
+        when=$(git log -1 --format=%aD)
+    else
+        printf '  * Built from a source tree without git history.\n'
+        when=$(date -R)
+    fi
+    printf '\n -- %s  %s\n' "$MAINTAINER" "$when"
+} | gzip -9n >"$doc/changelog.gz"
+# ONNX Runtime is Microsoft's own build (it carries its own copies of curl and mbedtls for its
+# optional downloads, which streetwatch never uses); lintian is told so.
+install -d "$STAGE/usr/share/lintian/overrides"
+printf '%s\n' "# ONNX Runtime's upstream build links these statically; streetwatch never calls them." \
+    "streetwatch: embedded-library curl [usr/lib/streetwatch/libonnxruntime.so.*]" \
+    "streetwatch: embedded-library mbedtls [usr/lib/streetwatch/libonnxruntime.so.*]" \
+    >"$STAGE/usr/share/lintian/overrides/streetwatch"
 
 # Library dependencies, as Debian's own packages compute them (ONNX Runtime is loaded at run
 # time, so it is read here for its own needs).
@@ -100,6 +122,7 @@ depends=$(cd "$shl" && dpkg-shlibdeps -O -l"$lib" "$STAGE/usr/bin/streetwatch" "
 
 size=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@SIZE@/$size/" -e "s/@SHLIBS@/$depends/" \
+    -e "s|@MAINTAINER@|$MAINTAINER|" \
     packaging/debian/control.in >"$STAGE/DEBIAN/control"
 install -m 0644 packaging/debian/conffiles "$STAGE/DEBIAN/"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$STAGE/DEBIAN/"

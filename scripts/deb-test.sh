@@ -65,10 +65,10 @@ mkdir -p "$RUN"
 chmod 0755 "$RUN"
 
 # ---- 1. two builds of one binary: the second is the upgrade ---------------------------------
-commits=$(git rev-list --count HEAD 2>/dev/null || echo 1)
-crate=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
-OLD=$(bash scripts/deb.sh --out "$RUN/old" --version "$crate+git$commits" | tail -n 1)
-NEW=$(bash scripts/deb.sh --out "$RUN/new" --version "$crate+git$((commits + 1))" | tail -n 1)
+# The first has deb.sh's own version; the second that version plus ".1", which dpkg orders after it.
+OLD=$(bash scripts/deb.sh --out "$RUN/old" | tail -n 1)
+NEW_VERSION=$(dpkg-deb -f "$OLD" Version).1
+NEW=$(bash scripts/deb.sh --out "$RUN/new" --version "$NEW_VERSION" | tail -n 1)
 say "built $(basename "$OLD") and $(basename "$NEW")"
 if command -v lintian >/dev/null; then
     lintian --fail-on error,warning --tag-display-limit 0 "$OLD" >"$RUN/lintian.log" 2>&1 ||
@@ -240,7 +240,7 @@ sed -i 's/^id = "cam-demo-01"$/&\nenabled = false/' "$CONFIG"
 grep -q '^enabled = false' "$CONFIG" || fail "could not disable the demo camera in $CONFIG"
 cp "$CONFIG" "$RUN/config-before-upgrade.toml"
 dpkg -i "$NEW" </dev/null >>"$RUN/dpkg.log" 2>&1 || fail "dpkg -i $(basename "$NEW") over the old one: $(tail -n 5 "$RUN/dpkg.log")"
-[[ $(dpkg-query -W -f '${Version}' streetwatch) == "$crate+git$((commits + 1))" ]] || fail "the upgrade did not install"
+[[ $(dpkg-query -W -f '${Version}' streetwatch) == "$NEW_VERSION" ]] || fail "the upgrade did not install"
 cmp -s "$CONFIG" "$RUN/config-before-upgrade.toml" || fail "the upgrade changed the operator's $CONFIG"
 start_daemon "$RUN/daemon-new.log"
 wait_port "$(sed -n 's/^listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$CONFIG")" 60 "$DAEMON_PID" ||

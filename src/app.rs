@@ -12,6 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::cluster;
 use crate::config::LoadedConfig;
 use crate::console::{self, Console, ConsoleRequest};
 use crate::detector::Detector;
@@ -58,7 +59,37 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             }
             None => None,
         };
-        let mut cameras = Supervisor::start(loaded.clone(), link.tx.clone(), stats.clone(), live);
+        let member = loaded.config.cluster.as_ref().map(|c| {
+            let me = cluster::Identity {
+                node: loaded.config.node.id.clone(),
+                console: loaded.config.http.as_ref().map(|h| h.listen.clone()),
+            };
+            let enabled = loaded.config.cameras.iter().filter(|c| c.enabled);
+            cluster::join(c, me, enabled.map(|c| c.id.clone()).collect())
+        });
+        let custody = member
+            .as_ref()
+            .map(|m| m.custody.clone() as Arc<dyn crate::domain::custody::Custody>);
+        let (mut orders, member) = match member {
+            Some(m) => {
+                let cluster::Member {
+                    orders,
+                    custody,
+                    view,
+                    cameras,
+                    task,
+                } = m;
+                (Some(orders), Some((custody, view, cameras, task)))
+            }
+            None => (None, None),
+        };
+        let mut cameras = Supervisor::start(
+            loaded.clone(),
+            link.tx.clone(),
+            stats.clone(),
+            live,
+            custody,
+        );
         let retention = spawn_retention(&loaded, &stop);
         let trim_task = tokio::spawn(async {
             let mut tick = tokio::time::interval(crate::host::RELEASE_FREE_MEMORY_EVERY);
@@ -71,6 +102,7 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             stats,
             link.tx.clone(),
             loaded.config.mqtt.stats_every_seconds,
+            loaded.config.node.id.clone(),
         ));
         tokio::pin!(shutdown);
         // The console shows the config in force, after whatever changed it.
@@ -81,21 +113,42 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                 }
             }
         };
+        // The cluster's camera list follows reloads.
+        let follow = |cameras: &Supervisor| {
+            if let Some((_, _, list, _)) = &member {
+                if let Ok(mut l) = list.lock() {
+                    *l = cameras.enabled_cameras();
+                }
+            }
+        };
         loop {
             // A reload may wait for a camera thread to stop: off the async workers.
             tokio::select! {
                 _ = &mut shutdown => break,
+                Some(order) = next_order(&mut orders) => {
+                    tokio::task::block_in_place(|| match order {
+                        cluster::Order::Take { camera, held } => cameras.take(&camera, held),
+                        cluster::Order::HandOver { camera, done } => {
+                            cameras.let_go(&camera);
+                            let _ = done.send(());
+                        }
+                        cluster::Order::Drop { camera } => cameras.let_go(&camera),
+                    });
+                    show(&cameras);
+                }
                 Some(command) = link.commands.recv() => {
                     if matches!(command, mqtt::Command::Reload) {
                         link.reload_queued.store(false, Ordering::SeqCst);
                     }
                     tokio::task::block_in_place(|| cameras.command(command));
                     show(&cameras);
+                    follow(&cameras);
                 }
                 Some(request) = console_rx.recv() => match request {
                     ConsoleRequest::Reload(reply) => {
                         let result = tokio::task::block_in_place(|| cameras.reload());
                         show(&cameras);
+                        follow(&cameras);
                         let _ = reply.send(result);
                     }
                     ConsoleRequest::Review { event_id, request, actor, photo, reply } => {
@@ -118,6 +171,17 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             let _ = task.await;
         }
         stop.store(true, Ordering::Relaxed);
+        if let Some((custody, view, _, task)) = member {
+            // In a cluster a stopping node hands its cameras over: their events stay open and
+            // its lease is revoked, so the other nodes take them at once and carry them on.
+            task.abort();
+            tokio::task::block_in_place(|| {
+                for camera in cameras.running_cameras() {
+                    cameras.let_go(&camera);
+                }
+            });
+            cluster::leave(&custody, &view).await;
+        }
         for h in cameras.shutdown().into_iter().chain(retention) {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
@@ -230,13 +294,25 @@ fn start_embedded_broker(loaded: &LoadedConfig) -> Result<()> {
     Ok(())
 }
 
-/// Sends the stats snapshot every `every` seconds.
-async fn publish_stats(stats: StatsBoard, tx: UnboundedSender<Outbound>, every: f64) {
+/// The cluster's next order; never, outside a cluster.
+async fn next_order(
+    orders: &mut Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Order>>,
+) -> Option<cluster::Order> {
+    match orders {
+        Some(o) => o.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the stats snapshot, with the node's id, every `every` seconds.
+async fn publish_stats(stats: StatsBoard, tx: UnboundedSender<Outbound>, every: f64, node: String) {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(every.max(0.5)));
     tick.tick().await;
     loop {
         tick.tick().await;
-        if tx.send(Outbound::Stats(stats.snapshot())).is_err() {
+        let mut snapshot = stats.snapshot();
+        snapshot["node"] = serde_json::Value::String(node.clone());
+        if tx.send(Outbound::Stats(snapshot)).is_err() {
             return;
         }
     }
@@ -467,6 +543,7 @@ pub fn demo(config: &Path, scenario: &Path, clip: &Path) -> Result<()> {
             link.tx.clone(),
             StatsBoard::default(),
             LiveView::new(false),
+            None,
         );
         // The demo camera is a file: its thread ends at the end of the clip.
         for h in cameras.into_threads() {

@@ -140,6 +140,11 @@ enum Command {
     },
     /// Rollups from the ledger: counts, dwell, relapses, hotspots, busy hours.
     Report(ReportArgs),
+    /// The cluster of nodes sharing the cameras through etcd (`[cluster]`).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Render a scenario file into a clip and its ground truth (for tests and trials).
     Compose {
         /// Scenario file.
@@ -182,6 +187,19 @@ enum EvalFormat {
     Table,
     /// Everything, every matched, false and missed event.
     Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// The live nodes (lease, capacity, cameras) and which node runs which camera.
+    Status {
+        /// A config with a [cluster] table (any node's).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -281,6 +299,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(loaded) => {
                 streetwatch::users::run(&loaded.storage_dir(), action).map(|_| ExitCode::SUCCESS)
             }
+            Err(code) => Ok(code),
+        },
+        Command::Cluster {
+            action: ClusterAction::Status { config, json },
+        } => match load_config(&config) {
+            Ok(loaded) => cluster_status(&loaded, json),
             Err(code) => Ok(code),
         },
         Command::Run { config } => match load_config(&config) {
@@ -598,4 +622,53 @@ fn write_manpages(cmd: &clap::Command, out_dir: &std::path::Path) -> Result<()> 
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     }
     Ok(())
+}
+
+/// `cluster status`: nodes, leases and owners as etcd has them.
+fn cluster_status(loaded: &config::LoadedConfig, json: bool) -> Result<ExitCode> {
+    let Some(cfg) = &loaded.config.cluster else {
+        return Err(anyhow!(
+            "{} has no [cluster] table: this node runs alone (add [cluster] etcd = [...] to share cameras)",
+            loaded.path.display()
+        ));
+    };
+    let cameras: Vec<String> = loaded
+        .config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| c.id.clone())
+        .collect();
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let status = rt
+        .block_on(streetwatch::cluster::status(cfg, &cameras))
+        .with_context(|| format!("cannot read the cluster from etcd {:?}", cfg.etcd))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:>8} {:>9} {:>8}  console",
+        "node", "lease", "ttl left", "cameras"
+    );
+    for n in &status.nodes {
+        println!(
+            "{:<20} {:>8} {:>8}s {:>4}/{:<3}  {}",
+            n.record.node,
+            n.lease,
+            n.lease_ttl_left,
+            n.cameras.len(),
+            n.record.capacity,
+            n.record.console.as_deref().unwrap_or("-")
+        );
+    }
+    println!();
+    println!("{:<28} {:<20} {:>8}  since", "camera", "node", "epoch");
+    for (camera, o) in &status.owners {
+        println!("{camera:<28} {:<20} {:>8}  {}", o.node, o.epoch, o.since);
+    }
+    for camera in &status.unowned {
+        println!("{camera:<28} {:<20} {:>8}  -", "(no node)", "-");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -137,6 +137,13 @@ impl StatsBoard {
         }
     }
 
+    /// Drops a camera's entry (it runs on another node now).
+    pub fn remove(&self, camera: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.remove(camera);
+        }
+    }
+
     /// Every camera's figures, by id.
     pub fn cameras(&self) -> BTreeMap<String, CameraStats> {
         self.inner.lock().map(|m| m.clone()).unwrap_or_default()

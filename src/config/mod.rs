@@ -63,6 +63,52 @@ pub struct Config {
     /// defaults (cities' platforms number cases differently).
     #[serde(default)]
     pub categories: Categories,
+    /// Cluster mode: cameras leased from etcd and shared among nodes. Off unless the table is
+    /// present; without it the node runs every enabled camera of this file.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this node is one of several sharing the city's cameras through etcd.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd endpoints, e.g. `["http://10.0.0.11:2379", "http://10.0.0.12:2379"]`.
+    pub etcd: Vec<String>,
+    /// The node's lease: a node silent this long loses its cameras to the others.
+    #[serde(default = "d_lease_ttl")]
+    pub lease_ttl_seconds: u32,
+    /// Cameras this node may run at once; 0 = 25 per core (the 2-core scale bench kept up
+    /// with 100 D1 sub-streams at one detection per 2 s: half of that, for main streams and
+    /// shorter intervals).
+    #[serde(default)]
+    pub capacity: usize,
+    /// A camera stays at least this long on its node before it is handed to another node that
+    /// joined (a node's death moves its cameras at once).
+    #[serde(default = "d_min_stay")]
+    pub min_stay_seconds: f64,
+    /// Prefix of every key this deployment keeps in etcd.
+    #[serde(default = "d_key_prefix")]
+    pub key_prefix: String,
+}
+
+fn d_lease_ttl() -> u32 {
+    10
+}
+fn d_min_stay() -> f64 {
+    60.0
+}
+fn d_key_prefix() -> String {
+    "/streetwatch/".into()
+}
+
+impl ClusterConfig {
+    /// The capacity in force: the configured one, else 25 cameras per core.
+    pub fn capacity(&self) -> usize {
+        match self.capacity {
+            0 => 25 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// Category code and name per event kind, as configured.

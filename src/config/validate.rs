@@ -123,6 +123,46 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             );
         }
     }
+    if let Some(c) = &cfg.cluster {
+        if c.etcd.is_empty() {
+            push(
+                vec![Key("cluster"), Key("etcd")],
+                "name at least one etcd endpoint, e.g. [\"http://10.0.0.11:2379\"] (all members of the etcd cluster, best)".into(),
+            );
+        }
+        for url in &c.etcd {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                push(
+                    vec![Key("cluster"), Key("etcd")],
+                    format!("{url:?} is not an etcd endpoint: write \"http://HOST:2379\""),
+                );
+            }
+        }
+        if !(2..=3600).contains(&c.lease_ttl_seconds) {
+            push(
+                vec![Key("cluster"), Key("lease_ttl_seconds")],
+                format!(
+                    "{} s is out of range: 2 to 3600 (the time a dead node's cameras stay dark; 10 is usual)",
+                    c.lease_ttl_seconds
+                ),
+            );
+        }
+        if !c.key_prefix.starts_with('/') || !c.key_prefix.ends_with('/') {
+            push(
+                vec![Key("cluster"), Key("key_prefix")],
+                format!(
+                    "{:?} must start and end with '/', e.g. \"/streetwatch/\"",
+                    c.key_prefix
+                ),
+            );
+        }
+        if c.min_stay_seconds.is_nan() || c.min_stay_seconds < 0.0 {
+            push(
+                vec![Key("cluster"), Key("min_stay_seconds")],
+                "must be 0 or more seconds".into(),
+            );
+        }
+    }
     if let Some(h) = &cfg.http {
         if h.listen.parse::<std::net::SocketAddr>().is_err() {
             push(

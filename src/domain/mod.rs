@@ -4,6 +4,7 @@
 //! without importing each other.
 
 pub mod address;
+pub mod custody;
 pub mod schedule;
 
 use serde::{Deserialize, Serialize};

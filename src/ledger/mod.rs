@@ -187,8 +187,15 @@ impl Ledger {
                 ],
             )?;
             tx.execute(
-                "INSERT OR REPLACE INTO messages (event_id, seq, type, payload) VALUES (?1, ?2, ?3, ?4)",
-                params![msg.event_id, msg.seq, msg.phase.as_str(), payload],
+                "INSERT OR REPLACE INTO messages (event_id, seq, type, payload, written_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    msg.event_id,
+                    msg.seq,
+                    msg.phase.as_str(),
+                    payload,
+                    Utc::now().timestamp_millis()
+                ],
             )?;
             for e in &msg.evidence {
                 tx.execute(

@@ -205,6 +205,30 @@ impl Ledger {
         rows
     }
 
+    /// Whether message `seq` of `event_id` is in the ledger.
+    pub fn has_message(&self, event_id: &str, seq: u32) -> Result<bool, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE event_id = ?1 AND seq = ?2)",
+                params![event_id, seq],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Closes an incident this node left open when its camera went to another node, which
+    /// carries it on (or ended it): no message, `end_reason` `handed_over` at its last sighting.
+    pub fn close_handed_over(&self, event_id: &str) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE incidents SET end_ms = last_seen_ms, end_reason = 'handed_over'
+                 WHERE event_id = ?1 AND end_ms IS NULL",
+                params![event_id],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// The state changes of an incident, oldest first: `(at, state, detail)`.
     pub fn state_changes(
         &self,

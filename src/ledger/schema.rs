@@ -153,4 +153,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX suppressions_camera ON suppressions (camera, ended_ms);
 "#,
+    // v5: when each message was written, on the node's clock (a cluster checks that a node
+    // wrote nothing for a camera after it lost it).
+    r#"
+    ALTER TABLE messages ADD COLUMN written_ms INTEGER;
+"#,
 ];

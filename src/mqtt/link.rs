@@ -353,6 +353,10 @@ impl LinkState {
             (Outbound::CommandError(e), None) => {
                 tracing::warn!(topic = %e.topic, "command refused: {}", e.error)
             }
+            (Outbound::Released { camera }, _) => {
+                let start = self.topics.camera_topics(&camera);
+                self.retained.retain(|topic, _| !topic.starts_with(&start));
+            }
             (other, s) => {
                 if let (Some((topic, payload)), Some(s)) = (self.remember(other), s) {
                     self.publish_untracked(s, topic, true, payload);

@@ -86,6 +86,11 @@ impl Topics {
         format!("{}/cameras/{camera}/status", self.prefix)
     }
 
+    /// `{p}/cameras/{camera}/`: the start of every topic of one camera.
+    pub fn camera_topics(&self, camera: &str) -> String {
+        format!("{}/cameras/{camera}/", self.prefix)
+    }
+
     /// `{p}/cameras/{camera}/zones/{zone}/state`.
     pub fn zone_state(&self, camera: &str, zone: &str) -> String {
         format!("{}/cameras/{camera}/zones/{zone}/state", self.prefix)
@@ -139,6 +144,8 @@ pub struct CameraStatus {
     /// With `detect_url`: why the main stream gave no evidence photo (they come from the detect
     /// stream meanwhile); null when it works or the camera has one stream.
     pub main_stream_error: Option<String>,
+    /// The node running the camera (`[node] id`).
+    pub node: String,
 }
 
 /// Something to publish.
@@ -168,6 +175,12 @@ pub enum Outbound {
     Stats(serde_json::Value),
     /// A command was refused: published on `{p}/nodes/{node}/errors`.
     CommandError(CommandError),
+    /// A camera went to another node (cluster): its retained status and zone states are that
+    /// node's to publish, so this node stops re-publishing them.
+    Released {
+        /// Camera id.
+        camera: String,
+    },
 }
 
 /// What the link has delivered, shared with whoever waits for delivery.

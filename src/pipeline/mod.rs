@@ -274,6 +274,13 @@ fn change_map(cfg: &ChangeConfig, scene: &Scene) -> StaticChangeMap {
     map
 }
 
+/// An RFC 3339 time of a message, in UTC.
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 fn millis(seconds: f64) -> chrono::Duration {
     chrono::Duration::milliseconds((seconds * 1000.0) as i64)
 }
@@ -702,6 +709,72 @@ impl CameraPipeline {
         regions
     }
 
+    /// Has every message asked `custody` before it is written (cluster mode).
+    pub fn set_custody(&mut self, custody: Arc<dyn crate::domain::custody::Custody>) {
+        self.unwritten.set_custody(custody);
+    }
+
+    /// Why this node may no longer write for the camera (cluster mode), once custody refused.
+    pub fn custody_refused(&self) -> Option<&str> {
+        self.unwritten.refused()
+    }
+
+    /// Takes up a camera this node got from another node (cluster mode). `held` are the latest
+    /// messages of its open events as the cluster keeps them: each goes into this ledger and
+    /// its outbox unless already there (an exact copy of what the last node wrote, so a message
+    /// that node wrote and could not send is sent). This node's own leftovers of the camera that
+    /// the cluster no longer holds open were carried on by another node: they are closed as
+    /// handed over, without a message. Then the held events are taken up as after a restart.
+    pub fn recover_held(&mut self, held: &[String]) {
+        let mut open = std::collections::HashSet::new();
+        for payload in held {
+            let Ok(msg) = serde_json::from_str::<EventMessage>(payload) else {
+                tracing::error!(camera = %self.camera.id, "unreadable open event from the cluster: {payload}");
+                continue;
+            };
+            open.insert(msg.event_id.clone());
+            if self
+                .ledger
+                .has_message(&msg.event_id, msg.seq)
+                .unwrap_or(true)
+            {
+                continue;
+            }
+            let (Some(start), Some(last_seen)) =
+                (parse_time(&msg.start_time), parse_time(&msg.last_seen))
+            else {
+                continue;
+            };
+            let recorded = self
+                .ledger
+                .record(&msg, start, last_seen, None)
+                .and_then(|()| {
+                    self.ledger.note(
+                        &msg.event_id,
+                        last_seen,
+                        "taken_over",
+                        &format!("continued from another node at seq {}", msg.seq),
+                    )
+                });
+            if let Err(e) = recorded {
+                tracing::error!(camera = %self.camera.id, "{e}");
+            }
+        }
+        let leftovers = self.ledger.unfinished(&self.camera.id).unwrap_or_default();
+        for payload in leftovers {
+            let Ok(msg) = serde_json::from_str::<EventMessage>(&payload) else {
+                continue;
+            };
+            if !open.contains(&msg.event_id) {
+                tracing::info!(camera = %self.camera.id, event_id = %msg.event_id, "closing an event another node carried on (handed over)");
+                if let Err(e) = self.ledger.close_handed_over(&msg.event_id) {
+                    tracing::error!(camera = %self.camera.id, "{e}");
+                }
+            }
+        }
+        self.recover();
+    }
+
     /// Takes up the events this camera left open when the process last stopped without ending
     /// them (crash, power cut, kill). Each is continued, under its own id, if its object is found
     /// in place within the first `end_after_seconds` of video; otherwise it gets an `end` at its
@@ -712,11 +785,7 @@ impl CameraPipeline {
             tracing::error!(camera = %self.camera.id, "{e}; open events of the last run stay open");
             Vec::new()
         });
-        let time = |s: &str| {
-            DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        };
+        let time = parse_time;
         for payload in unfinished {
             let Ok(msg) = serde_json::from_str::<EventMessage>(&payload) else {
                 tracing::error!(camera = %self.camera.id, "unreadable message in the ledger: {payload}");

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+
+use crate::domain::custody::{Custody, Verdict};
 use crate::event::EventMessage;
+use crate::incidents::Phase;
 use crate::ledger::Ledger;
 
 /// First wait after a failed write; doubled up to [`MAX_BACKOFF`].
@@ -32,6 +36,10 @@ pub struct Unwritten {
     error: Option<String>,
     next_attempt: Option<Instant>,
     backoff: Duration,
+    /// In a cluster: asked before each write whether this node still holds the camera.
+    custody: Option<Arc<dyn Custody>>,
+    /// Set once custody refused: the camera is another node's now.
+    refused: Option<String>,
 }
 
 impl Unwritten {
@@ -63,6 +71,16 @@ impl Unwritten {
             return;
         }
         while let Some(w) = self.waiting.front() {
+            if let Some(why) = self.refused_by_custody(camera, &w.msg) {
+                tracing::error!(
+                    camera,
+                    "{} message(s) not written: {why}",
+                    self.waiting.len()
+                );
+                self.waiting.clear();
+                self.refused = Some(why);
+                return;
+            }
             match ledger.record(&w.msg, w.start, w.last_seen, w.end) {
                 Ok(()) => {
                     self.waiting.pop_front();
@@ -89,6 +107,38 @@ impl Unwritten {
         }
         self.next_attempt = None;
         self.backoff = Duration::ZERO;
+    }
+
+    /// Has every write asked `custody` first (cluster mode).
+    pub fn set_custody(&mut self, custody: Arc<dyn Custody>) {
+        self.custody = Some(custody);
+    }
+
+    /// Why custody refused a write, once it has: this node no longer holds the camera.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// Asks custody about `msg`; Some(why) when it must not be written.
+    fn refused_by_custody(&self, camera: &str, msg: &EventMessage) -> Option<String> {
+        let custody = self.custody.as_ref()?;
+        let payload = match serde_json::to_string(msg) {
+            Ok(p) => p,
+            Err(e) => return Some(format!("the message cannot be serialized: {e}")),
+        };
+        let open = msg.phase != Phase::End;
+        match custody.before_write(camera, &msg.event_id, &payload, open) {
+            Verdict::Write => None,
+            Verdict::WriteLocally(why) => {
+                tracing::warn!(
+                    camera,
+                    event_id = %msg.event_id,
+                    "written to this node's ledger only ({why}): a node taking the camera over now would not continue this message"
+                );
+                None
+            }
+            Verdict::Refuse(why) => Some(why),
+        }
     }
 
     /// Why messages are waiting, if any are.

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::{CameraConfig, LoadedConfig};
 use crate::detector::Detector;
+use crate::domain::custody::Custody;
 use crate::event::{self, EventMessage};
 use crate::incidents::{EndReason, Phase};
 use crate::live::{LiveDetection, LiveFrame, LiveView};
@@ -64,6 +65,12 @@ pub struct WorkerLinks {
     pub pending_config: PendingConfig,
     /// The node's analysis places, taken in turn for each frame.
     pub pool: Arc<AnalysisPool>,
+    /// In a cluster: asked before each write whether this node still holds the camera.
+    pub custody: Option<Arc<dyn Custody>>,
+    /// In a cluster: the open events the camera was taken with, taken up on its first run.
+    pub held: Arc<Mutex<Option<Vec<String>>>>,
+    /// Set with `stop` to leave its open events open (a hand-over, or a camera lost).
+    pub keep_open: Arc<AtomicBool>,
 }
 
 /// Commands that may wait for one camera; beyond, a command is refused (the camera is stuck
@@ -78,6 +85,7 @@ pub type PendingConfig = Arc<Mutex<Option<Arc<LoadedConfig>>>>;
 struct RunningCamera {
     config: CameraConfig,
     stop: Arc<AtomicBool>,
+    keep_open: Arc<AtomicBool>,
     control: Sender<CameraCommand>,
     pending_config: PendingConfig,
     thread: std::thread::JoinHandle<()>,
@@ -135,15 +143,20 @@ pub struct Supervisor {
     ledger: Option<crate::ledger::Ledger>,
     /// The analysis places the cameras share.
     pool: Arc<AnalysisPool>,
+    /// In a cluster: the custody every camera asks before writing; cameras start only when
+    /// the cluster gives them to this node.
+    custody: Option<Arc<dyn Custody>>,
 }
 
 impl Supervisor {
-    /// Starts every enabled camera of `loaded`; their latest frames go to `live`.
+    /// Starts every enabled camera of `loaded` (in a cluster, with `custody`: none, until the
+    /// cluster gives them); their latest frames go to `live`.
     pub fn start(
         loaded: LoadedConfig,
         tx: UnboundedSender<Outbound>,
         stats: StatsBoard,
         live: LiveView,
+        custody: Option<Arc<dyn Custody>>,
     ) -> Self {
         let ledger = match crate::ledger::Ledger::open(&loaded.storage_dir()) {
             Ok(mut l) => {
@@ -171,12 +184,50 @@ impl Supervisor {
             stats,
             live,
             ledger,
+            custody,
         };
-        let cams: Vec<CameraConfig> = s.loaded.config.cameras.clone();
-        for cam in cams.iter().filter(|c| c.enabled) {
-            s.start_camera(cam);
+        if s.custody.is_none() {
+            let cams: Vec<CameraConfig> = s.loaded.config.cameras.clone();
+            for cam in cams.iter().filter(|c| c.enabled) {
+                s.start_camera(cam, None);
+            }
         }
         s
+    }
+
+    /// The cameras running now.
+    pub fn running_cameras(&self) -> Vec<String> {
+        self.cameras.keys().cloned().collect()
+    }
+
+    /// The enabled cameras of the config in force.
+    pub fn enabled_cameras(&self) -> Vec<String> {
+        let cams = self.loaded.config.cameras.iter();
+        cams.filter(|c| c.enabled).map(|c| c.id.clone()).collect()
+    }
+
+    /// Starts a camera the cluster gave this node, taking up its open events `held`.
+    pub fn take(&mut self, camera: &str, held: Vec<String>) {
+        let Some(cam) = self.loaded.camera(camera).filter(|c| c.enabled).cloned() else {
+            tracing::warn!(camera, "the cluster gave this node a camera its config does not have (enabled): check that every node has the same camera list");
+            return;
+        };
+        if let Some(old) = self.stop_camera(camera, true) {
+            let _ = old.join();
+        }
+        self.start_camera(&cam, Some(held));
+    }
+
+    /// Stops a camera leaving its open events open (a hand-over to another node, or a camera
+    /// this node lost), and waits for it; its retained status is another node's now.
+    pub fn let_go(&mut self, camera: &str) {
+        if let Some(thread) = self.stop_camera(camera, true) {
+            let _ = thread.join();
+        }
+        self.stats.remove(camera);
+        let _ = self.tx.send(Outbound::Released {
+            camera: camera.to_string(),
+        });
     }
 
     /// The config in force.
@@ -200,9 +251,10 @@ impl Supervisor {
             .clone()
     }
 
-    fn start_camera(&mut self, cam: &CameraConfig) {
+    fn start_camera(&mut self, cam: &CameraConfig, held: Option<Vec<String>>) {
         let det = self.detector(&cam.model);
         let stop = Arc::new(AtomicBool::new(false));
+        let keep_open = Arc::new(AtomicBool::new(false));
         let (control, commands) = crossbeam_channel::bounded(CONTROL_QUEUE);
         let pending_config = PendingConfig::default();
         let (loaded, c) = (self.loaded.clone(), cam.clone());
@@ -214,6 +266,9 @@ impl Supervisor {
             control: commands,
             pending_config: pending_config.clone(),
             pool: self.pool.clone(),
+            custody: self.custody.clone(),
+            held: Arc::new(Mutex::new(held)),
+            keep_open: keep_open.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("cam-{}", cam.id))
@@ -225,6 +280,7 @@ impl Supervisor {
                     RunningCamera {
                         config: cam.clone(),
                         stop,
+                        keep_open,
                         control,
                         pending_config,
                         thread,
@@ -237,9 +293,11 @@ impl Supervisor {
         }
     }
 
-    /// Stops a camera; returns its thread to join (it ends its open events first).
-    fn stop_camera(&mut self, id: &str) -> Option<std::thread::JoinHandle<()>> {
+    /// Stops a camera; returns its thread to join (it ends its open events first, unless
+    /// `keep_open`).
+    fn stop_camera(&mut self, id: &str, keep_open: bool) -> Option<std::thread::JoinHandle<()>> {
         let cam = self.cameras.remove(id)?;
+        cam.keep_open.store(keep_open, Ordering::Relaxed);
         cam.stop.store(true, Ordering::Relaxed);
         Some(cam.thread)
     }
@@ -293,11 +351,11 @@ impl Supervisor {
             let still = new.camera(id).filter(|c| c.enabled);
             match still {
                 None => {
-                    joins.extend(self.stop_camera(id));
+                    joins.extend(self.stop_camera(id, false));
                     summary.stopped.push(id.clone());
                 }
                 Some(c) if stream_changed(&self.cameras[id].config, c) => {
-                    joins.extend(self.stop_camera(id));
+                    joins.extend(self.stop_camera(id, false));
                     summary.restarted.push(id.clone());
                 }
                 Some(c) => {
@@ -318,10 +376,15 @@ impl Supervisor {
         let cams: Vec<CameraConfig> = self.loaded.config.cameras.clone();
         for cam in cams.iter().filter(|c| c.enabled) {
             if !self.cameras.contains_key(&cam.id) {
-                if !summary.restarted.contains(&cam.id) {
+                let restarted = summary.restarted.contains(&cam.id);
+                // In a cluster, new cameras start where the cluster places them.
+                if self.custody.is_some() && !restarted {
+                    continue;
+                }
+                if !restarted {
                     summary.started.push(cam.id.clone());
                 }
-                self.start_camera(cam);
+                self.start_camera(cam, None);
             }
         }
         Ok(summary)
@@ -399,7 +462,9 @@ impl Supervisor {
     /// Stops every camera and returns their threads to join.
     pub fn shutdown(mut self) -> Vec<std::thread::JoinHandle<()>> {
         let ids: Vec<String> = self.cameras.keys().cloned().collect();
-        ids.iter().filter_map(|id| self.stop_camera(id)).collect()
+        ids.iter()
+            .filter_map(|id| self.stop_camera(id, false))
+            .collect()
     }
 }
 
@@ -439,6 +504,9 @@ pub fn camera_worker(
         control,
         pending_config,
         pool,
+        custody,
+        held,
+        keep_open,
     } = links;
     let mut fault = fault::Injected::panic_for(&cam.id);
     let tz = loaded.camera_tz(cam);
@@ -456,6 +524,7 @@ pub fn camera_worker(
                     error,
                     storage_error: storage_error.borrow().clone(),
                     main_stream_error: main_error.borrow().clone(),
+                    node: loaded.config.node.id.clone(),
                 },
             });
         };
@@ -471,7 +540,13 @@ pub fn camera_worker(
         }
     };
     pipeline.queue_for_delivery();
-    pipeline.recover();
+    if let Some(c) = custody {
+        pipeline.set_custody(c.clone());
+    }
+    match held.lock().ok().and_then(|mut h| h.take()) {
+        Some(h) => pipeline.recover_held(&h),
+        None => pipeline.recover(),
+    }
     let send_zone_states = |zones: &[crate::config::ZoneConfig]| {
         for zone in zones {
             let _ = tx.send(Outbound::ZoneState {
@@ -511,7 +586,13 @@ pub fn camera_worker(
         });
         send_status(s.state, fps.borrow().value(), last_time.get(), s.error);
     };
+    // Set when custody refused a write: the camera is another node's now.
+    let refused: RefCell<Option<String>> = RefCell::new(None);
     let mut on_frame = |frame: source::Frame, replaced: u64| {
+        if let Some(why) = pipeline.custody_refused() {
+            refused.replace(Some(why.to_string()));
+            return;
+        }
         let live_frame = |frame: source::Frame, detections: &[crate::detector::Detection]| {
             let (w, h) = frame.image.dimensions();
             let (sx, sy) = (1.0 / w.max(1) as f32, 1.0 / h.max(1) as f32);
@@ -658,6 +739,14 @@ pub fn camera_worker(
     let mut heard = Instant::now();
     let mut stopping: Option<Instant> = None;
     let outcome = loop {
+        if stopping.is_none() {
+            if let Some(why) = refused.borrow_mut().take() {
+                // Another node may hold the camera now: stop, writing nothing more.
+                tracing::warn!(camera = %cam.id, "stopping the camera: {why}");
+                keep_open.store(true, Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
         if stop.load(Ordering::Relaxed) && stopping.is_none() {
             feed_stop.store(true, Ordering::Relaxed);
             stopping = Some(Instant::now());
@@ -695,6 +784,10 @@ pub fn camera_worker(
     slot.close();
     feed_stop.store(true, Ordering::Relaxed);
     outcome?;
+    if keep_open.load(Ordering::Relaxed) {
+        // Handed over: the next node carries its open events on.
+        return Ok(());
+    }
     if let Some(t) = last_time.get() {
         send_events(pipeline.finish(t, EndReason::StreamEnded));
     }
@@ -751,6 +844,7 @@ fn supervise(
                 error: Some(error),
                 storage_error: None,
                 main_stream_error: None,
+                node: loaded.config.node.id.clone(),
             },
         });
         let until = Instant::now() + backoff;

@@ -1,0 +1,647 @@
+//! Cluster mode end to end, with real processes on loopback: a 3-member etcd cluster (Debian's
+//! etcd-server), mosquitto, a subscriber with a persistent session, and 3 streetwatch nodes
+//! sharing 6 real-time file cameras, two of them watching a parked car.
+//!
+//! 1. Every camera is run by exactly one node, and its retained status names that node.
+//! 2. The node running a parked car is killed (SIGKILL): its cameras are online on the others
+//!    within 15 s (lease TTL 5 s), and the car's event continues under its id, seq one past.
+//! 3. A node is frozen (SIGSTOP) for twice the TTL and resumed: its ledger has nothing written
+//!    for the cameras it lost after the moment another node took them, and it rejoins.
+//! 4. One etcd member is killed: no camera changes hands.
+//! 5. The killed node starts again: cameras hand back to it, and every event's messages stay
+//!    one event with contiguous seq.
+//! 6. Accounting: the nodes' ledgers and the subscriber hold the same messages (duplicates are
+//!    exact copies), one `new` per event.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use streetwatch::cluster::placement::{self, Candidate};
+use streetwatch::compose;
+use support::{Daemon, Received, Subscriber};
+
+const TTL: u64 = 5;
+
+/// One etcd member process.
+struct EtcdMember {
+    child: Option<Child>,
+}
+
+/// A 3-member etcd cluster on loopback, killed on drop.
+struct Etcd {
+    members: Vec<EtcdMember>,
+    endpoints: Vec<String>,
+}
+
+impl Etcd {
+    fn start(dir: &Path) -> Self {
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| (support::free_port(), support::free_port()))
+            .collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let mut members = Vec::new();
+        let mut endpoints = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let name = format!("m{i}");
+            let data = dir.join(format!("etcd-{name}"));
+            let _ = std::fs::remove_dir_all(&data);
+            let log = std::fs::File::create(dir.join(format!("etcd-{name}.log"))).unwrap();
+            let child = Command::new("etcd")
+                .args(["--name", &name, "--data-dir"])
+                .arg(&data)
+                .args([
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                    "--listen-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-cluster",
+                    &initial.join(","),
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    "streetwatch-test",
+                ])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("etcd is not installed: run `make setup` (Debian's etcd-server)");
+            members.push(EtcdMember { child: Some(child) });
+            endpoints.push(format!("http://127.0.0.1:{client}"));
+        }
+        let etcd = Self { members, endpoints };
+        for e in &etcd.endpoints {
+            let port: u16 = e.rsplit(':').next().unwrap().parse().unwrap();
+            assert!(
+                support::wait_for_port(port, Duration::from_secs(20)),
+                "etcd did not listen on {e}"
+            );
+        }
+        // A leader is elected once a quorum runs: wait for etcdctl to read.
+        let until = Instant::now() + Duration::from_secs(30);
+        while !etcd.healthy() {
+            assert!(
+                Instant::now() < until,
+                "the etcd cluster did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        etcd
+    }
+
+    fn healthy(&self) -> bool {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &self.endpoints.join(","),
+                "endpoint",
+                "health",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// The street of parking-basic with only car-1, parked from the first frame (`parked`) or
+/// with no car at all.
+fn render(dir: &Path, name: &str, parked: bool) -> PathBuf {
+    let mut sc =
+        compose::load_scenario(&support::root().join("configs/scenarios/parking-basic.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    sc.name = name.into();
+    sc.duration_seconds = 60.0;
+    sc.lighting.clear();
+    sc.objects.retain(|o| parked && o.id == "car-1");
+    if parked {
+        sc.objects[0].path = vec![[0.0, 0.33, 0.86]];
+    }
+    let clip = dir.join(format!("{name}.mp4"));
+    compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
+    clip
+}
+
+const CAMERAS: [&str; 6] = [
+    "cam-park-1",
+    "cam-park-2",
+    "cam-empty-1",
+    "cam-empty-2",
+    "cam-empty-3",
+    "cam-empty-4",
+];
+
+fn write_config(
+    path: &Path,
+    node: &str,
+    broker: &str,
+    etcd: &[String],
+    parked: &Path,
+    empty: &Path,
+) {
+    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
+    let mut text = format!(
+        r#"[node]
+id = "{node}"
+[mqtt]
+url = "{broker}"
+[storage]
+dir = "data-{node}"
+[incidents]
+end_after_seconds = 10
+[cluster]
+etcd = [{endpoints}]
+lease_ttl_seconds = {TTL}
+capacity = 6
+min_stay_seconds = 10
+"#,
+        endpoints = endpoints.join(", ")
+    );
+    for cam in CAMERAS {
+        let clip = if cam.starts_with("cam-park") {
+            parked
+        } else {
+            empty
+        };
+        text.push_str(&format!(
+            r#"
+[[cameras]]
+id = "{cam}"
+url = "{clip}"
+detect_every_seconds = 1.0
+pace = 1.0
+repeat = true
+  [[cameras.zones]]
+  id = "south-strip"
+  kind = "no_parking"
+  polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
+  dwell_seconds = 5.0
+  grid = "第八网格"
+"#,
+            clip = clip.display()
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `streetwatch cluster status --json`.
+fn cluster_status(config: &Path) -> Value {
+    let out = Command::new(support::binary())
+        .current_dir(support::root())
+        .args(["cluster", "status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cluster status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Camera -> (node, epoch, since ms) from a status.
+fn owners(status: &Value) -> BTreeMap<String, (String, i64, i64)> {
+    status["owners"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(cam, o)| {
+            let since = chrono::DateTime::parse_from_rfc3339(o["since"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            (
+                cam.clone(),
+                (
+                    o["node"].as_str().unwrap().to_string(),
+                    o["epoch"].as_i64().unwrap(),
+                    since,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The latest retained-topic status of each camera received after `after`.
+fn statuses(received: &[Received], after: Instant) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for m in received {
+        if m.at < after
+            || !m.topic.starts_with("streetwatch/cameras/")
+            || !m.topic.ends_with("/status")
+        {
+            continue;
+        }
+        let cam = m.topic.split('/').nth(2).unwrap().to_string();
+        out.insert(cam, m.json());
+    }
+    out
+}
+
+fn events(received: &[Received]) -> Vec<Value> {
+    received
+        .iter()
+        .filter(|m| m.topic.starts_with("streetwatch/events/"))
+        .map(|m| m.json())
+        .collect()
+}
+
+/// The node ids that run every camera according to etcd, once all 6 have an owner.
+fn wait_all_owned(
+    config: &Path,
+    timeout: Duration,
+    not_on: Option<&str>,
+) -> BTreeMap<String, (String, i64, i64)> {
+    let until = Instant::now() + timeout;
+    loop {
+        let o = owners(&cluster_status(config));
+        if o.len() == CAMERAS.len()
+            && not_on.is_none_or(|n| o.values().all(|(node, _, _)| node != n))
+        {
+            return o;
+        }
+        assert!(
+            Instant::now() < until,
+            "not every camera has a node: {o:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Waits until `nodes` nodes are registered and every camera runs where the placement puts it.
+fn wait_placed(
+    config: &Path,
+    nodes: usize,
+    timeout: Duration,
+) -> BTreeMap<String, (String, i64, i64)> {
+    let until = Instant::now() + timeout;
+    let cameras: Vec<String> = CAMERAS.iter().map(|c| c.to_string()).collect();
+    loop {
+        let status = cluster_status(config);
+        let candidates: Vec<Candidate> = status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| Candidate {
+                node: n["node"].as_str().unwrap().to_string(),
+                capacity: n["capacity"].as_u64().unwrap() as usize,
+            })
+            .collect();
+        let o = owners(&status);
+        let want = placement::place(&cameras, &candidates);
+        let got: BTreeMap<String, String> =
+            o.iter().map(|(c, v)| (c.clone(), v.0.clone())).collect();
+        if candidates.len() == nodes && got == want {
+            return o;
+        }
+        assert!(
+            Instant::now() < until,
+            "cameras not where the placement puts them: {got:#?} wanted {want:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `(camera, written_ms)` of every message in a node's ledger.
+fn written(storage: &Path) -> Vec<(String, i64, String, u64)> {
+    let db = rusqlite::Connection::open(storage.join("ledger.sqlite")).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT i.camera, m.written_ms, m.event_id, m.seq FROM messages m
+             JOIN incidents i ON i.event_id = m.event_id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
+    let dir = support::artifacts_dir("cluster");
+    let parked = render(&dir, "parked", true);
+    let empty = render(&dir, "empty", false);
+    let mut etcd = Etcd::start(&dir);
+    let broker = support::Mosquitto::start();
+    let sub = Subscriber::connect_as(broker.port, &["streetwatch/#"], "cluster-test-sub", false);
+    let nodes = ["n1", "n2", "n3"];
+    let configs: BTreeMap<&str, PathBuf> = nodes
+        .iter()
+        .map(|n| {
+            let c = dir.join(format!("{n}.toml"));
+            let _ = std::fs::remove_dir_all(dir.join(format!("data-{n}")));
+            write_config(&c, n, &broker.url(), &etcd.endpoints, &parked, &empty);
+            (*n, c)
+        })
+        .collect();
+    let start =
+        |n: &str, run: usize| Daemon::start(&configs[n], &dir.join(format!("{n}-{run}.log")), &[]);
+    let mut daemons: BTreeMap<&str, Daemon> = nodes.iter().map(|n| (*n, start(n, 1))).collect();
+    let any = configs["n1"].clone();
+
+    // 1. Every camera on exactly one node, once the nodes that started first have handed the
+    // others their share (after the minimum stay); each status names its node.
+    let began = Instant::now();
+    let placed = wait_placed(&any, 3, Duration::from_secs(60));
+    let status_names_owner = |placed: &BTreeMap<String, (String, i64, i64)>, after: Instant| {
+        let placed = placed.clone();
+        move |r: &[Received]| {
+            let s = statuses(r, after);
+            CAMERAS.iter().all(|c| {
+                s.get(*c).is_some_and(|st| {
+                    st["state"] == "online" && st["node"] == placed[*c].0.as_str()
+                })
+            })
+        }
+    };
+    assert!(
+        sub.wait_until(Duration::from_secs(60), status_names_owner(&placed, began)),
+        "statuses do not name the owners {placed:#?}: {:#?}",
+        statuses(&sub.all(), began)
+    );
+    let per_node: BTreeSet<&str> = placed.values().map(|(n, _, _)| n.as_str()).collect();
+    assert!(per_node.len() >= 2, "6 cameras on one node: {placed:#?}");
+    for (n, d) in &daemons {
+        let log = d.log_text();
+        assert!(
+            log.contains(&format!("cluster: joined as {n}")),
+            "{n}:\n{log}"
+        );
+    }
+
+    // 2. The parked cars raise their events; the node of cam-park-1 is killed.
+    let new_of = |cam: &'static str| {
+        move |r: &[Received]| {
+            events(r)
+                .iter()
+                .any(|m| m["type"] == "new" && m["camera"]["id"] == cam)
+        }
+    };
+    assert!(
+        sub.wait_until(Duration::from_secs(60), new_of("cam-park-1")),
+        "no event on cam-park-1"
+    );
+    assert!(
+        sub.wait_until(Duration::from_secs(30), new_of("cam-park-2")),
+        "no event on cam-park-2"
+    );
+    let before = events(&sub.all());
+    let park1 = before
+        .iter()
+        .find(|m| m["type"] == "new" && m["camera"]["id"] == "cam-park-1")
+        .unwrap()
+        .clone();
+    let id1 = park1["event_id"].as_str().unwrap().to_string();
+    let victim = placed["cam-park-1"].0.clone();
+    let victims_cameras: Vec<String> = placed
+        .iter()
+        .filter(|(_, o)| o.0 == victim)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let last_seq = |id: &str| {
+        events(&sub.all())
+            .iter()
+            .filter(|m| m["event_id"] == id)
+            .filter_map(|m| m["seq"].as_u64())
+            .max()
+            .unwrap()
+    };
+    let seq_before_kill = last_seq(&id1);
+    daemons.get_mut(victim.as_str()).unwrap().kill();
+    let killed_at = Instant::now();
+    let moved = wait_all_owned(&any, Duration::from_secs(15), Some(&victim));
+    assert!(
+        sub.wait_until(Duration::from_secs(15).saturating_sub(killed_at.elapsed()), |r| {
+            let s = statuses(r, killed_at);
+            victims_cameras.iter().all(|c| {
+                s.get(c).is_some_and(|st| st["state"] == "online" && st["node"] == moved[c].0.as_str())
+            })
+        }),
+        "the killed node's cameras {victims_cameras:?} were not online elsewhere within 15 s: {:#?}",
+        statuses(&sub.all(), killed_at)
+    );
+    let took_over = killed_at.elapsed();
+    // The car is still there: its event continues under its id, seq one past the last.
+    let resumed = |id: String, seq: u64| {
+        move |r: &[Received]| {
+            events(r)
+                .iter()
+                .any(|m| m["event_id"] == id.as_str() && m["seq"].as_u64() == Some(seq))
+        }
+    };
+    assert!(
+        sub.wait_until(
+            Duration::from_secs(40),
+            resumed(id1.clone(), seq_before_kill + 1)
+        ),
+        "cam-park-1's event {id1} was not continued on {}",
+        moved["cam-park-1"].0
+    );
+    let next = events(&sub.all())
+        .into_iter()
+        .find(|m| m["event_id"] == id1.as_str() && m["seq"].as_u64() == Some(seq_before_kill + 1))
+        .unwrap();
+    assert_eq!(next["type"], "update");
+    assert_eq!(next["start_time"], park1["start_time"]);
+    println!("killed {victim}: its cameras online elsewhere after {took_over:?}");
+
+    // 3. Freeze a node holding cameras for twice the TTL.
+    let frozen = moved["cam-park-2"].0.clone();
+    let frozen_cams: Vec<String> = moved
+        .iter()
+        .filter(|(_, o)| o.0 == frozen)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let pid = daemons[frozen.as_str()].child.id();
+    support::signal(pid, "STOP");
+    std::thread::sleep(Duration::from_secs(2 * TTL));
+    let during = wait_all_owned(&any, Duration::from_secs(10), Some(&frozen));
+    support::signal(pid, "CONT");
+    std::thread::sleep(Duration::from_secs(3));
+    let frozen_storage = support::root().join(&dir).join(format!("data-{frozen}"));
+    let frozen_storage = if frozen_storage.exists() {
+        frozen_storage
+    } else {
+        dir.join(format!("data-{frozen}"))
+    };
+    for (cam, w, event, seq) in written(&frozen_storage) {
+        if !frozen_cams.contains(&cam) {
+            continue;
+        }
+        let taken = during[&cam].2;
+        assert!(
+            w < taken,
+            "{frozen} wrote {event} seq {seq} for {cam} at {w}, after {} took it at {taken}",
+            during[&cam].0
+        );
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while !cluster_status(&any)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["node"] == frozen.as_str())
+    {
+        assert!(Instant::now() < until, "{frozen} did not rejoin");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = daemons[frozen.as_str()].log_text();
+    assert!(
+        log.contains("lease"),
+        "{frozen} does not say it lost its lease:\n{log}"
+    );
+
+    // 4. The etcd member a node talks to dies: the node goes on through another member with
+    // the same lease, and no camera changes hands.
+    // Two nodes live: the killed one is still down.
+    let settled = wait_placed(&any, 2, Duration::from_secs(40));
+    let holder = settled["cam-park-2"].0.clone();
+    let log = daemons[holder.as_str()].log_text();
+    let member_url = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("cluster: connected to etcd ").nth(1))
+        .unwrap_or_else(|| panic!("{holder} does not say which etcd member it uses:\n{log}"))
+        .trim()
+        .to_string();
+    let member = etcd
+        .endpoints
+        .iter()
+        .position(|e| *e == member_url)
+        .unwrap();
+    etcd.kill(member);
+    std::thread::sleep(Duration::from_secs(2 * TTL));
+    let after = wait_all_owned(&any, Duration::from_secs(5), None);
+    assert_eq!(
+        after, settled,
+        "etcd member {member_url}, which {holder} used, died and cameras changed hands"
+    );
+    let log = daemons[holder.as_str()].log_text();
+    assert!(
+        log.contains("trying the other members with the same lease"),
+        "{holder} did not notice its etcd member die:\n{log}"
+    );
+
+    // 5. The killed node starts again: cameras hand back to it after their minimum stay.
+    let restarted_at = Instant::now();
+    daemons.insert(
+        nodes.iter().find(|n| **n == victim).unwrap(),
+        start(&victim, 2),
+    );
+    let until = Instant::now() + Duration::from_secs(45);
+    loop {
+        let o = owners(&cluster_status(&any));
+        if o.values().any(|(n, _, _)| *n == victim) && o.len() == CAMERAS.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no camera went back to {victim}: {o:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "{victim} restarted: cameras back after {:?}",
+        restarted_at.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+
+    // 6. Stop all; account for every message.
+    for d in daemons.values_mut() {
+        d.stop();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ledgers: BTreeMap<(String, u64), String> = BTreeMap::new();
+    for n in nodes {
+        let storage = dir.join(format!("data-{n}"));
+        assert_eq!(
+            support::outbox_backlog(&storage),
+            0,
+            "{n} has undelivered messages"
+        );
+        for (key, payload) in support::ledger_messages(&storage) {
+            if let Some(other) = ledgers.get(&key) {
+                let (a, b): (Value, Value) = (
+                    serde_json::from_str(other).unwrap(),
+                    serde_json::from_str(&payload).unwrap(),
+                );
+                assert_eq!(a, b, "{key:?} differs between ledgers");
+            }
+            ledgers.insert(key, payload);
+        }
+    }
+    let received = support::received_events(&sub.all());
+    let mut got: BTreeMap<(String, u64), Value> = BTreeMap::new();
+    for (key, m) in received {
+        if let Some(first) = got.get(&key) {
+            assert_eq!(first, &m, "duplicate {key:?} is not an exact copy");
+        }
+        got.insert(key, m);
+    }
+    let in_ledgers: BTreeSet<&(String, u64)> = ledgers.keys().collect();
+    let at_subscriber: BTreeSet<&(String, u64)> = got.keys().collect();
+    assert_eq!(in_ledgers, at_subscriber, "ledgers and subscriber differ");
+    let mut by_event: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for ((id, _), m) in &got {
+        by_event.entry(id.as_str()).or_default().push(m);
+    }
+    for (id, msgs) in &by_event {
+        let news = msgs.iter().filter(|m| m["type"] == "new").count();
+        assert_eq!(news, 1, "event {id} has {news} new messages");
+        let seqs: Vec<u64> = msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        let want: Vec<u64> = (0..seqs.len() as u64).collect();
+        assert_eq!(seqs, want, "event {id}'s seq is not contiguous");
+    }
+    let parked_events: BTreeSet<&str> = by_event
+        .iter()
+        .filter(|(_, m)| {
+            m[0]["camera"]["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("cam-park")
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        parked_events.len(),
+        2,
+        "each parked car is one event across every move: {parked_events:?}"
+    );
+    assert!(
+        by_event.values().all(|m| m[0]["camera"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("cam-park")),
+        "an event on an empty street"
+    );
+    sub.assert_payloads_valid();
+}

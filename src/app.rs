@@ -65,8 +65,23 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                 console: loaded.config.http.as_ref().map(|h| h.listen.clone()),
             };
             let enabled = loaded.config.cameras.iter().filter(|c| c.enabled);
-            cluster::join(c, me, enabled.map(|c| c.id.clone()).collect())
+            let city = crate::city::CityAddress::of(&loaded, c)?;
+            // Recurrence looks 30 days back, relapse as far as its window.
+            let window = loaded
+                .config
+                .incidents
+                .relapse_window_seconds
+                .max(30.0 * 86_400.0);
+            let window = chrono::Duration::seconds(window as i64);
+            anyhow::Ok(cluster::join(
+                c,
+                me,
+                enabled.map(|c| c.id.clone()).collect(),
+                city,
+                window,
+            ))
         });
+        let member = member.transpose()?;
         let custody = member
             .as_ref()
             .map(|m| m.custody.clone() as Arc<dyn crate::domain::custody::Custody>);
@@ -91,6 +106,19 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             custody,
         );
         let retention = spawn_retention(&loaded, &stop);
+        // The city ledger's shipper stops after the cameras, so their last messages go too.
+        let shipping_stop = Arc::new(AtomicBool::new(false));
+        let shipper = match &loaded.config.cluster {
+            Some(c) => crate::city::CityAddress::of(&loaded, c)?.and_then(|address| {
+                crate::city::spawn_shipper(
+                    address,
+                    loaded.storage_dir(),
+                    loaded.config.node.id.clone(),
+                    shipping_stop.clone(),
+                )
+            }),
+            None => None,
+        };
         let trim_task = tokio::spawn(async {
             let mut tick = tokio::time::interval(crate::host::RELEASE_FREE_MEMORY_EVERY);
             loop {
@@ -127,7 +155,9 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                 _ = &mut shutdown => break,
                 Some(order) = next_order(&mut orders) => {
                     tokio::task::block_in_place(|| match order {
-                        cluster::Order::Take { camera, held } => cameras.take(&camera, held),
+                        cluster::Order::Take { camera, held, history } => {
+                            cameras.take(&camera, held, history)
+                        }
                         cluster::Order::HandOver { camera, done } => {
                             cameras.let_go(&camera);
                             let _ = done.send(());
@@ -183,6 +213,10 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
             cluster::leave(&custody, &view).await;
         }
         for h in cameras.shutdown().into_iter().chain(retention) {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        shipping_stop.store(true, Ordering::Relaxed);
+        if let Some(h) = shipper {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         drop(link.tx);

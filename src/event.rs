@@ -110,6 +110,10 @@ pub struct Recurrence {
     /// ended within the relapse window before this one started (反弹).
     #[serde(default)]
     pub relapse: bool,
+    /// In a cluster: the camera's history could not be read from the city ledger when this
+    /// node took the camera, so the counts may be short. Absent when the history is whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history_partial: bool,
 }
 
 /// One evidence file.

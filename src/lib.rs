@@ -13,6 +13,7 @@
 pub mod app;
 pub mod assets;
 pub mod change;
+pub mod city;
 pub mod cluster;
 pub mod compose;
 pub mod config;

@@ -494,7 +494,9 @@ struct ReportArgs {
     /// Config file (for the storage folder and the time zone).
     #[arg(long, required_unless_present = "ledger")]
     config: Option<PathBuf>,
-    /// A ledger file, instead of the one in the config's storage folder.
+    /// A ledger file, instead of the one in the config's storage folder; or the city ledger,
+    /// `postgres://USER@HOST:5432/DB` (password: the config's [cluster] ledger_password_*, else
+    /// $PGPASSWORD), for the whole city.
     #[arg(long)]
     ledger: Option<PathBuf>,
     /// Events that started at or after this: 7d, 24h, 90m (before now), 2026-11-01 (local midnight) or RFC 3339.
@@ -537,17 +539,6 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
     let tz: chrono_tz::Tz = zone_name.parse().map_err(|_| {
         anyhow!("--time-zone {zone_name:?}: not an IANA time zone (e.g. Asia/Shanghai)")
     })?;
-    let ledger_file = match (&a.ledger, &loaded) {
-        (Some(f), _) => f.clone(),
-        (None, Some(l)) => l.storage_dir().join("ledger.sqlite"),
-        (None, None) => return Err(anyhow!("give --config or --ledger")),
-    };
-    if !ledger_file.is_file() {
-        return Err(anyhow!(
-            "{}: no ledger there yet (it is made when the daemon or a replay first runs)",
-            ledger_file.display()
-        ));
-    }
     let now = Utc::now();
     let since = report::parse_instant("--since", &a.since, now, tz)?;
     let until = match &a.until {
@@ -557,10 +548,44 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
     if until <= since {
         return Err(anyhow!("--until must be after --since"));
     }
+    let city_url = a
+        .ledger
+        .as_ref()
+        .and_then(|l| l.to_str())
+        .filter(|l| l.starts_with("postgres://") || l.starts_with("postgresql://"));
+    // The city ledger is copied into a local ledger first: the report reads it like a node's.
+    let mirror_dir =
+        std::env::temp_dir().join(format!("streetwatch-report-{}", std::process::id()));
+    let ledger_file = match (city_url, &a.ledger, &loaded) {
+        (Some(url), _, _) => {
+            let configured = loaded
+                .as_ref()
+                .and_then(|l| l.config.cluster.as_ref().map(|c| (l, c)));
+            let password = match configured {
+                Some((l, c)) => streetwatch::city::password(l, c)?,
+                None => None,
+            }
+            .or_else(|| std::env::var("PGPASSWORD").ok());
+            let address = streetwatch::city::CityAddress::new(url, password);
+            let _ = std::fs::remove_dir_all(&mirror_dir);
+            streetwatch::city::mirror(&address, &mirror_dir, since, until)?
+        }
+        (None, Some(f), _) => f.clone(),
+        (None, None, Some(l)) => l.storage_dir().join("ledger.sqlite"),
+        (None, None, None) => return Err(anyhow!("give --config or --ledger")),
+    };
+    if !ledger_file.is_file() {
+        return Err(anyhow!(
+            "{}: no ledger there yet (it is made when the daemon or a replay first runs)",
+            ledger_file.display()
+        ));
+    }
     let ledger = streetwatch::ledger::Ledger::open_file(&ledger_file)?;
     let incidents = ledger.incidents_between(since, until)?;
     // The review changes of the same events, whenever they were made.
     let reviews = ledger.reviews_of_events_between(since, until)?;
+    drop(ledger);
+    let _ = std::fs::remove_dir_all(&mirror_dir);
     let r = report::build(
         &incidents,
         &reviews,

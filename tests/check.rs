@@ -619,6 +619,7 @@ fn real_messages() -> Vec<EventMessage> {
         relapse: true,
         count_30d: 3,
         previous_end: Some(event::local_time(t("2026-11-21T18:02:10+08:00"), tz)),
+        history_partial: false,
     };
     let new = event::message(
         Phase::New,
@@ -836,5 +837,48 @@ fn console_and_outbox_settings_are_checked() {
         case.after("max_messages = "),
         "outbox.max_messages",
         &["at least 100"],
+    );
+}
+
+#[test]
+fn cluster_table_mistakes_are_pointed_at() {
+    let cluster = "\n[cluster]\netcd = [\"10.0.0.11:2379\"]\nlease_ttl_seconds = 1\nkey_prefix = \"streetwatch\"\nledger_url = \"mysql://city\"\n";
+    let case = Case::edit(
+        "[storage]\ndir = \"@STORAGE@\"\n",
+        &format!("[storage]\ndir = \"@STORAGE@\"\n{cluster}"),
+    );
+    let out = case.check();
+    out.assert_error(
+        case.after("etcd = "),
+        "cluster.etcd",
+        &["\"10.0.0.11:2379\"", "http://HOST:2379"],
+    );
+    out.assert_error(
+        case.after("lease_ttl_seconds = "),
+        "cluster.lease_ttl_seconds",
+        &["2 to 3600"],
+    );
+    out.assert_error(
+        case.after("key_prefix = "),
+        "cluster.key_prefix",
+        &["start and end with '/'"],
+    );
+    out.assert_error(
+        case.after("ledger_url = "),
+        "cluster.ledger_url",
+        &["postgres://USER@HOST:5432/DATABASE"],
+    );
+    // A good table passes.
+    let good = "\n[cluster]\netcd = [\"http://10.0.0.11:2379\"]\nledger_url = \"postgres://streetwatch@10.0.0.20:5432/city\"\n";
+    let case = Case::edit(
+        "[storage]\ndir = \"@STORAGE@\"\n",
+        &format!("[storage]\ndir = \"@STORAGE@\"\n{good}"),
+    );
+    let out = case.check();
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a good [cluster] table is refused: {}",
+        out.stderr
     );
 }

@@ -1,6 +1,7 @@
 //! Cluster mode end to end, with real processes on loopback: a 3-member etcd cluster (Debian's
-//! etcd-server), mosquitto, a subscriber with a persistent session, and 3 streetwatch nodes
-//! sharing 6 real-time file cameras, two of them watching a parked car.
+//! etcd-server), PostgreSQL from its own initdb, mosquitto, a subscriber with a persistent
+//! session, and 3 streetwatch nodes sharing 7 real-time file cameras: two parked cars, a car that
+//! parks and leaves, four empty streets.
 //!
 //! 1. Every camera is run by exactly one node, and its retained status names that node.
 //! 2. The node running a parked car is killed (SIGKILL): its cameras are online on the others
@@ -10,8 +11,13 @@
 //! 4. One etcd member is killed: no camera changes hands.
 //! 5. The killed node starts again: cameras hand back to it, and every event's messages stay
 //!    one event with contiguous seq.
-//! 6. Accounting: the nodes' ledgers and the subscriber hold the same messages (duplicates are
-//!    exact copies), one `new` per event.
+//! 6. Accounting: the nodes' ledgers, PostgreSQL and the subscriber hold the same messages
+//!    (duplicates are exact copies), one `new` per event, each event's seq contiguous;
+//!    `report --ledger postgres://…` by grid counts what the test counted.
+//!
+//! Between 1 and 2, history follows a camera: a car parks and leaves on one node, the camera
+//! moves (its node stops), and the next car there is counted as a relapse on the new node, its
+//! history read from the PostgreSQL city ledger.
 
 mod support;
 
@@ -132,6 +138,134 @@ impl Drop for Etcd {
     }
 }
 
+/// A PostgreSQL server from its own `initdb` on a free loopback port, stopped on drop. As root
+/// it runs as the `postgres` user (PostgreSQL refuses root).
+struct Postgres {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Self {
+        let bin = ["15", "16", "17"]
+            .into_iter()
+            .map(|v| PathBuf::from(format!("/usr/lib/postgresql/{v}/bin")))
+            .find(|d| d.join("initdb").exists())
+            .expect("PostgreSQL is not installed: run `make setup` (Debian's postgresql)");
+        // Under /tmp: the postgres user cannot reach most build folders.
+        let dir =
+            std::env::temp_dir().join(format!("streetwatch-cluster-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let run = |program: &Path| {
+            let mut c = if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            };
+            c.stdout(Stdio::null());
+            c
+        };
+        if root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = dir.join("data");
+        let init = run(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "streetwatch", "--no-sync", "-D"])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(init.success(), "initdb failed");
+        let port = support::free_port();
+        let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
+        let child = run(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.display()))
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        assert!(
+            support::wait_for_port(port, Duration::from_secs(30)),
+            "PostgreSQL did not listen"
+        );
+        Self {
+            child: Some(child),
+            dir,
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://streetwatch@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `(event_id, seq)` -> payload of every message in the city ledger.
+    fn messages(&self) -> BTreeMap<(String, u64), String> {
+        let out = Command::new("psql")
+            .args([&self.url(), "-At", "-F", "\t", "-c"])
+            .arg("SELECT event_id, seq, payload FROM streetwatch_messages")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut f = l.splitn(3, '\t');
+                let id = f.next().unwrap().to_string();
+                let seq = f.next().unwrap().parse().unwrap();
+                ((id, seq), f.next().unwrap().to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGINT to the postmaster itself (runuser does not pass it on): a fast shutdown.
+            let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+                .ok()
+                .and_then(|t| t.lines().next().map(str::to_string));
+            match pid {
+                Some(pid) => {
+                    let _ = Command::new("kill").args(["-INT", &pid]).status();
+                }
+                None => {
+                    let _ = c.kill();
+                }
+            }
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The street of parking-basic with only car-1, parked from the first frame (`parked`) or
 /// with no car at all.
 fn render(dir: &Path, name: &str, parked: bool) -> PathBuf {
@@ -150,23 +284,39 @@ fn render(dir: &Path, name: &str, parked: bool) -> PathBuf {
     clip
 }
 
-const CAMERAS: [&str; 6] = [
+/// The same street with car-1 parked for 20 s, then gone: one event that ends, so the next
+/// car there is a relapse.
+fn render_leaving(dir: &Path) -> PathBuf {
+    let mut sc =
+        compose::load_scenario(&support::root().join("configs/scenarios/parking-basic.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    sc.name = "leaving".into();
+    sc.duration_seconds = 60.0;
+    sc.lighting.clear();
+    sc.objects.retain(|o| o.id == "car-1");
+    sc.objects[0].path = vec![[0.0, 0.33, 0.86], [20.0, 0.33, 0.86], [23.0, 1.25, 0.86]];
+    let clip = dir.join("leaving.mp4");
+    compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
+    clip
+}
+
+const CAMERAS: [&str; 7] = [
     "cam-park-1",
     "cam-park-2",
+    "cam-relapse",
     "cam-empty-1",
     "cam-empty-2",
     "cam-empty-3",
     "cam-empty-4",
 ];
 
-fn write_config(
-    path: &Path,
-    node: &str,
-    broker: &str,
-    etcd: &[String],
-    parked: &Path,
-    empty: &Path,
-) {
+struct Clips {
+    parked: PathBuf,
+    empty: PathBuf,
+    leaving: PathBuf,
+}
+
+fn write_config(path: &Path, node: &str, broker: &str, etcd: &[String], city: &str, clips: &Clips) {
     let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
     let mut text = format!(
         r#"[node]
@@ -180,16 +330,17 @@ end_after_seconds = 10
 [cluster]
 etcd = [{endpoints}]
 lease_ttl_seconds = {TTL}
-capacity = 6
+capacity = 7
 min_stay_seconds = 10
+ledger_url = "{city}"
 "#,
         endpoints = endpoints.join(", ")
     );
     for cam in CAMERAS {
-        let clip = if cam.starts_with("cam-park") {
-            parked
-        } else {
-            empty
+        let clip = match cam {
+            "cam-relapse" => &clips.leaving,
+            c if c.starts_with("cam-park") => &clips.parked,
+            _ => &clips.empty,
         };
         text.push_str(&format!(
             r#"
@@ -348,9 +499,13 @@ fn written(storage: &Path) -> Vec<(String, i64, String, u64)> {
 #[test]
 fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
     let dir = support::artifacts_dir("cluster");
-    let parked = render(&dir, "parked", true);
-    let empty = render(&dir, "empty", false);
+    let clips = Clips {
+        parked: render(&dir, "parked", true),
+        empty: render(&dir, "empty", false),
+        leaving: render_leaving(&dir),
+    };
     let mut etcd = Etcd::start(&dir);
+    let city = Postgres::start();
     let broker = support::Mosquitto::start();
     let sub = Subscriber::connect_as(broker.port, &["streetwatch/#"], "cluster-test-sub", false);
     let nodes = ["n1", "n2", "n3"];
@@ -359,13 +514,22 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
         .map(|n| {
             let c = dir.join(format!("{n}.toml"));
             let _ = std::fs::remove_dir_all(dir.join(format!("data-{n}")));
-            write_config(&c, n, &broker.url(), &etcd.endpoints, &parked, &empty);
+            write_config(&c, n, &broker.url(), &etcd.endpoints, &city.url(), &clips);
             (*n, c)
         })
         .collect();
-    let start =
-        |n: &str, run: usize| Daemon::start(&configs[n], &dir.join(format!("{n}-{run}.log")), &[]);
-    let mut daemons: BTreeMap<&str, Daemon> = nodes.iter().map(|n| (*n, start(n, 1))).collect();
+    // Each start of a node logs to its own file: n1-1.log, n1-2.log, ...
+    let runs = std::cell::RefCell::new(BTreeMap::<String, usize>::new());
+    let start = |n: &str| {
+        let run = {
+            let mut r = runs.borrow_mut();
+            let k = r.entry(n.to_string()).or_default();
+            *k += 1;
+            *k
+        };
+        Daemon::start(&configs[n], &dir.join(format!("{n}-{run}.log")), &[])
+    };
+    let mut daemons: BTreeMap<&str, Daemon> = nodes.iter().map(|n| (*n, start(n))).collect();
     let any = configs["n1"].clone();
 
     // 1. Every camera on exactly one node, once the nodes that started first have handed the
@@ -397,6 +561,58 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
             "{n}:\n{log}"
         );
     }
+
+    // 1b. History follows the camera. cam-relapse's car parks and leaves: its event ends. Its
+    // node stops (a clean hand-over); on the node that takes the camera the car parks there
+    // again, and the new event counts the first and is a relapse, as on one node.
+    let relapse_events = |r: &[Received]| -> Vec<Value> {
+        events(r)
+            .into_iter()
+            .filter(|m| m["camera"]["id"] == "cam-relapse")
+            .collect()
+    };
+    assert!(
+        sub.wait_until(Duration::from_secs(90), |r| relapse_events(r)
+            .iter()
+            .any(|m| m["type"] == "end")),
+        "cam-relapse's first event did not end: {:#?}",
+        relapse_events(&sub.all())
+    );
+    let first = relapse_events(&sub.all())
+        .into_iter()
+        .find(|m| m["type"] == "new")
+        .unwrap();
+    assert_eq!(first["recurrence"]["count_7d"], 0);
+    let relapse_node = placed["cam-relapse"].0.clone();
+    daemons.get_mut(relapse_node.as_str()).unwrap().stop();
+    let stopped_at = Instant::now();
+    assert!(
+        sub.wait_until(Duration::from_secs(60), |r| relapse_events(r)
+            .iter()
+            .any(|m| m["type"] == "new" && m["event_id"] != first["event_id"])),
+        "no second event on cam-relapse after it moved from {relapse_node}"
+    );
+    let second = relapse_events(&sub.all())
+        .into_iter()
+        .find(|m| m["type"] == "new" && m["event_id"] != first["event_id"])
+        .unwrap();
+    let moved_to = statuses(&sub.all(), stopped_at)["cam-relapse"]["node"].clone();
+    assert_ne!(moved_to, relapse_node.as_str(), "cam-relapse did not move");
+    assert_eq!(
+        second["recurrence"]["count_7d"], 1,
+        "the history did not follow cam-relapse to {moved_to}: {second:#}"
+    );
+    assert_eq!(second["recurrence"]["relapse"], true, "{second:#}");
+    assert_eq!(
+        second["recurrence"]["previous_end"],
+        first_end(&sub, &first)
+    );
+    assert!(second["recurrence"].get("history_partial").is_none());
+    daemons.insert(
+        nodes.iter().find(|n| **n == relapse_node).unwrap(),
+        start(&relapse_node),
+    );
+    let placed = wait_placed(&any, 3, Duration::from_secs(60));
 
     // 2. The parked cars raise their events; the node of cam-park-1 is killed.
     let new_of = |cam: &'static str| {
@@ -555,7 +771,7 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
     let restarted_at = Instant::now();
     daemons.insert(
         nodes.iter().find(|n| **n == victim).unwrap(),
-        start(&victim, 2),
+        start(&victim),
     );
     let until = Instant::now() + Duration::from_secs(45);
     loop {
@@ -607,6 +823,20 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
         }
         got.insert(key, m);
     }
+    // The city ledger holds the same messages, each once.
+    let in_city = city.messages();
+    for (key, payload) in &in_city {
+        let (a, b): (Value, Value) = (
+            serde_json::from_str(payload).unwrap(),
+            serde_json::from_str(&ledgers[key]).unwrap(),
+        );
+        assert_eq!(a, b, "{key:?} differs between PostgreSQL and the nodes");
+    }
+    assert_eq!(
+        in_city.keys().collect::<BTreeSet<_>>(),
+        ledgers.keys().collect::<BTreeSet<_>>(),
+        "the city ledger and the nodes' ledgers differ"
+    );
     let in_ledgers: BTreeSet<&(String, u64)> = ledgers.keys().collect();
     let at_subscriber: BTreeSet<&(String, u64)> = got.keys().collect();
     assert_eq!(in_ledgers, at_subscriber, "ledgers and subscriber differ");
@@ -637,11 +867,59 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
         "each parked car is one event across every move: {parked_events:?}"
     );
     assert!(
-        by_event.values().all(|m| m[0]["camera"]["id"]
+        by_event.values().all(|m| !m[0]["camera"]["id"]
             .as_str()
             .unwrap()
-            .starts_with("cam-park")),
+            .starts_with("cam-empty")),
         "an event on an empty street"
     );
+    // The city-wide report from PostgreSQL counts what the test counted, by grid.
+    let out = Command::new(support::binary())
+        .current_dir(support::root())
+        .args([
+            "report",
+            "--ledger",
+            &city.url(),
+            "--since",
+            "2h",
+            "--by",
+            "grid",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["totals"]["count"],
+        by_event.len() as u64,
+        "{report:#}"
+    );
+    let grid = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "第八网格")
+        .unwrap_or_else(|| panic!("no 第八网格 in {report:#}"));
+    assert_eq!(grid["count"], by_event.len() as u64);
+    let relapses = by_event
+        .values()
+        .filter(|m| m[0]["recurrence"]["relapse"] == true)
+        .count();
+    assert_eq!(grid["relapses"], relapses as u64, "{grid:#}");
     sub.assert_payloads_valid();
+}
+
+/// The `end_time` of `first`'s event, as the next event's `previous_end` gives it.
+fn first_end(sub: &Subscriber, first: &Value) -> Value {
+    events(&sub.all())
+        .into_iter()
+        .find(|m| m["event_id"] == first["event_id"] && m["type"] == "end")
+        .map(|m| m["end_time"].clone())
+        .unwrap_or(Value::Null)
 }

@@ -47,6 +47,9 @@ pub enum Order {
         camera: String,
         /// Open events' latest messages.
         held: Vec<String>,
+        /// The camera's recent history from the city ledger (latest message of each event);
+        /// None when the city ledger could not be read.
+        history: Option<Vec<String>>,
     },
     /// Stop a camera for a hand-over, leaving its open events open for the next node; answer
     /// on `done` once it has stopped.
@@ -101,7 +104,13 @@ pub struct Identity {
 
 /// Joins the cluster (inside a tokio runtime): keeps trying to reach etcd, and holds cameras
 /// while it can.
-pub fn join(cfg: &ClusterConfig, me: Identity, cameras: Vec<String>) -> Member {
+pub fn join(
+    cfg: &ClusterConfig,
+    me: Identity,
+    cameras: Vec<String>,
+    city: Option<crate::city::CityAddress>,
+    history_window: chrono::Duration,
+) -> Member {
     let ttl = Duration::from_secs(cfg.lease_ttl_seconds.into());
     let keys = Keys::new(&cfg.key_prefix);
     let fence = Arc::new(Fence::new(ttl));
@@ -130,6 +139,9 @@ pub fn join(cfg: &ClusterConfig, me: Identity, cameras: Vec<String>) -> Member {
         placed: None,
         // Nodes spread over the members instead of all starting with the first.
         next_endpoint: first_member,
+        city,
+        city_link: None,
+        history_window,
     };
     Member {
         orders,
@@ -165,6 +177,12 @@ struct Node {
     placed: Option<Placed>,
     /// The etcd member to try first at the next connection.
     next_endpoint: usize,
+    /// The city ledger, when there is one.
+    city: Option<crate::city::CityAddress>,
+    /// Its connection, made when first needed.
+    city_link: Option<crate::city::CityLedger>,
+    /// How far back a camera's history is read when the camera is taken.
+    history_window: chrono::Duration,
 }
 
 /// A placement with its inputs.
@@ -274,6 +292,43 @@ impl Node {
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             };
+        }
+    }
+
+    /// The camera's recent events from the city ledger (None when it cannot be read; an empty
+    /// list without a city ledger).
+    async fn history(&mut self, camera: &str) -> Option<Vec<String>> {
+        let Some(address) = &self.city else {
+            return Some(Vec::new());
+        };
+        let since = chrono::Utc::now() - self.history_window;
+        let wait = Duration::from_secs(3);
+        if self.city_link.is_none() {
+            match tokio::time::timeout(wait, address.connect()).await {
+                Ok(Ok(c)) => self.city_link = Some(c),
+                Ok(Err(e)) => {
+                    tracing::warn!(camera, "{e}: the camera starts with its history partial");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::warn!(camera, "the city ledger did not answer in {wait:?}: the camera starts with its history partial");
+                    return None;
+                }
+            }
+        }
+        let link = self.city_link.as_ref()?;
+        match tokio::time::timeout(wait, link.history(camera, since)).await {
+            Ok(Ok(h)) => Some(h),
+            Ok(Err(e)) => {
+                tracing::warn!(camera, "{e}: the camera starts with its history partial");
+                self.city_link = None;
+                None
+            }
+            Err(_) => {
+                tracing::warn!(camera, "the city ledger did not answer in {wait:?}: the camera starts with its history partial");
+                self.city_link = None;
+                None
+            }
         }
     }
 
@@ -462,9 +517,11 @@ impl Node {
                 "cluster: took the camera (epoch {epoch}, {} open event(s) to continue)",
                 open.len()
             );
+            let history = self.history(camera).await;
             let _ = self.tx.send(Order::Take {
                 camera: camera.clone(),
                 held: open,
+                history,
             });
         }
         if let Ok(mut v) = self.view.lock() {

@@ -89,6 +89,14 @@ pub struct ClusterConfig {
     /// Prefix of every key this deployment keeps in etcd.
     #[serde(default = "d_key_prefix")]
     pub key_prefix: String,
+    /// The city ledger, `postgres://USER@HOST:5432/DB`: every node ships its messages there,
+    /// and a camera's history follows it to whichever node runs it. None: each node's own
+    /// ledger only.
+    pub ledger_url: Option<String>,
+    /// File whose first line is the city ledger's password.
+    pub ledger_password_file: Option<PathBuf>,
+    /// Environment variable holding the city ledger's password.
+    pub ledger_password_env: Option<String>,
 }
 
 fn d_lease_ttl() -> u32 {

@@ -13,6 +13,14 @@ pub(super) struct Problem {
     pub message: String,
 }
 
+/// Why a configured password variable cannot be used (unset or empty); None when it can.
+fn unset_env(var: &Option<String>) -> Option<String> {
+    let var = var.as_ref()?;
+    std::env::var(var)
+        .map_or(true, |v| v.is_empty())
+        .then(|| format!("the environment variable {var} is not set or is empty"))
+}
+
 pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     let cfg = &loaded.config;
     let mut out = Vec::new();
@@ -115,13 +123,8 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             "a password needs a username: add `username = \"...\"`".into(),
         );
     }
-    if let Some(var) = &m.password_env {
-        if std::env::var(var).map_or(true, |v| v.is_empty()) {
-            push(
-                vec![Key("mqtt"), Key("password_env")],
-                format!("the environment variable {var} is not set or is empty"),
-            );
-        }
+    if let Some(why) = unset_env(&m.password_env) {
+        push(vec![Key("mqtt"), Key("password_env")], why);
     }
     if let Some(c) = &cfg.cluster {
         if c.etcd.is_empty() {
@@ -155,6 +158,42 @@ pub(super) fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
                     c.key_prefix
                 ),
             );
+        }
+        if let Some(url) = &c.ledger_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                push(
+                    vec![Key("cluster"), Key("ledger_url")],
+                    format!("{url:?} is not a PostgreSQL url: write \"postgres://USER@HOST:5432/DATABASE\""),
+                );
+            }
+            if url.contains(':')
+                && url
+                    .split('@')
+                    .next()
+                    .is_some_and(|u| u.matches(':').count() > 1)
+            {
+                push(
+                    vec![Key("cluster"), Key("ledger_url")],
+                    "keep the password out of the url: use ledger_password_file or ledger_password_env".into(),
+                );
+            }
+        }
+        if c.ledger_password_file.is_some() && c.ledger_password_env.is_some() {
+            push(
+                vec![Key("cluster"), Key("ledger_password_env")],
+                "give the password in one place: ledger_password_file or ledger_password_env, not both".into(),
+            );
+        }
+        if let Some(why) = unset_env(&c.ledger_password_env) {
+            push(vec![Key("cluster"), Key("ledger_password_env")], why);
+        }
+        if let Some(f) = &c.ledger_password_file {
+            if let Err(e) = std::fs::read_to_string(loaded.path_of(f)) {
+                push(
+                    vec![Key("cluster"), Key("ledger_password_file")],
+                    format!("cannot read {}: {e}", loaded.path_of(f).display()),
+                );
+            }
         }
         if c.min_stay_seconds.is_nan() || c.min_stay_seconds < 0.0 {
             push(

@@ -11,7 +11,7 @@ mod reviews;
 mod schema;
 
 pub use outbox::{Backlog, Queued};
-pub use queries::{EvidenceFile, EvidenceRecord, IncidentRecord, Place, PlaceHistory};
+pub use queries::{EvidenceFile, EvidenceRecord, IncidentRecord, Place, PlaceHistory, ShipRow};
 pub use reviews::{AwaitingRecheck, ReviewRecord, Suppression};
 
 use schema::MIGRATIONS;

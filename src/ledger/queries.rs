@@ -205,6 +205,47 @@ impl Ledger {
         rows
     }
 
+    /// Up to `limit` messages not yet in the city ledger, oldest first.
+    pub fn unshipped(&self, limit: usize) -> Result<Vec<ShipRow>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.event_id, m.seq, m.type, i.camera, i.kind, coalesce(m.written_ms, 0), m.payload
+                 FROM messages m JOIN incidents i ON i.event_id = m.event_id
+                 WHERE m.shipped = 0 ORDER BY m.rowid LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(ShipRow {
+                    event_id: r.get(0)?,
+                    seq: r.get(1)?,
+                    message_type: r.get(2)?,
+                    camera: r.get(3)?,
+                    kind: r.get(4)?,
+                    written_ms: r.get(5)?,
+                    payload: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Marks messages as in the city ledger.
+    pub fn mark_shipped(&self, keys: &[(String, u32)]) -> Result<(), LedgerError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        for (event_id, seq) in keys {
+            tx.execute(
+                "UPDATE messages SET shipped = 1 WHERE event_id = ?1 AND seq = ?2",
+                params![event_id, seq],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Whether message `seq` of `event_id` is in the ledger.
     pub fn has_message(&self, event_id: &str, seq: u32) -> Result<bool, LedgerError> {
         self.conn
@@ -454,4 +495,23 @@ mod tests {
                 .relapse
         );
     }
+}
+
+/// A message on its way to the city ledger.
+#[derive(Debug, Clone)]
+pub struct ShipRow {
+    /// Event id.
+    pub event_id: String,
+    /// Its seq.
+    pub seq: u32,
+    /// `new`, `update` or `end`.
+    pub message_type: String,
+    /// Camera id.
+    pub camera: String,
+    /// Event kind.
+    pub kind: String,
+    /// When the node wrote it (Unix ms; 0 for messages older than schema 5).
+    pub written_ms: i64,
+    /// The message (JSON).
+    pub payload: String,
 }

@@ -154,8 +154,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX suppressions_camera ON suppressions (camera, ended_ms);
 "#,
     // v5: when each message was written, on the node's clock (a cluster checks that a node
-    // wrote nothing for a camera after it lost it).
+    // wrote nothing for a camera after it lost it), and whether it is in the city ledger.
     r#"
     ALTER TABLE messages ADD COLUMN written_ms INTEGER;
+    -- In a cluster with a city ledger: 0 until the message is in PostgreSQL.
+    ALTER TABLE messages ADD COLUMN shipped INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_unshipped ON messages (shipped) WHERE shipped = 0;
 "#,
 ];

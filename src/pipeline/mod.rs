@@ -134,6 +134,8 @@ pub struct CameraPipeline {
     /// Why evidence cannot be written now (full disk, permissions); None once it works again.
     storage_error: Option<String>,
     /// Messages the ledger refused, written again with backoff (they are not sent till then).
+    /// The camera's history from the city ledger was not available when it was taken.
+    history_partial: bool,
     unwritten: unwritten::Unwritten,
     /// The previous frame small and grey, to measure how far the camera swayed since.
     previous_small: Option<image::GrayImage>,
@@ -346,6 +348,7 @@ impl CameraPipeline {
             main_photo: None,
             main_error: None,
             last_inference: None,
+            history_partial: false,
         })
     }
 
@@ -709,6 +712,29 @@ impl CameraPipeline {
         regions
     }
 
+    /// Puts a camera's history from the city ledger (the latest message of each of its recent
+    /// events) into this ledger, without sending it again: recurrence counts and relapse
+    /// flags then come out as if the camera had never moved.
+    pub fn import_history(&mut self, history: &[String]) {
+        self.ledger.set_delivery(false);
+        match crate::city::record_into(&self.ledger, history) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(camera = %self.camera.id, "{n} message(s) of the camera's history taken from the city ledger")
+            }
+            Err(e) => {
+                tracing::error!(camera = %self.camera.id, "{e}; recurrence counts may be short");
+                self.history_partial = true;
+            }
+        }
+        self.ledger.set_delivery(true);
+    }
+
+    /// The camera's history could not be read: its messages say so.
+    pub fn mark_history_partial(&mut self) {
+        self.history_partial = true;
+    }
+
     /// Has every message asked `custody` before it is written (cluster mode).
     pub fn set_custody(&mut self, custody: Arc<dyn crate::domain::custody::Custody>) {
         self.unwritten.set_custody(custody);
@@ -953,6 +979,7 @@ impl CameraPipeline {
                         count_30d: history.count_30d,
                         previous_end: history.previous_end.map(|t| event::local_time(t, self.tz)),
                         relapse: history.relapse,
+                        history_partial: self.history_partial,
                     },
                 );
             }

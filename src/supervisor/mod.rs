@@ -49,6 +49,15 @@ pub enum CameraCommand {
     Unsuppress(i64),
 }
 
+/// What a camera is taken over with in a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct TakeOver {
+    /// Latest messages of its open events, to continue.
+    pub held: Vec<String>,
+    /// Its recent history from the city ledger; None when it could not be read.
+    pub history: Option<Vec<String>>,
+}
+
 /// What a camera thread talks to.
 pub struct WorkerLinks {
     /// Messages and status out.
@@ -67,8 +76,8 @@ pub struct WorkerLinks {
     pub pool: Arc<AnalysisPool>,
     /// In a cluster: asked before each write whether this node still holds the camera.
     pub custody: Option<Arc<dyn Custody>>,
-    /// In a cluster: the open events the camera was taken with, taken up on its first run.
-    pub held: Arc<Mutex<Option<Vec<String>>>>,
+    /// In a cluster: what the camera was taken with, taken up on its first run.
+    pub held: Arc<Mutex<Option<TakeOver>>>,
     /// Set with `stop` to leave its open events open (a hand-over, or a camera lost).
     pub keep_open: Arc<AtomicBool>,
 }
@@ -206,8 +215,9 @@ impl Supervisor {
         cams.filter(|c| c.enabled).map(|c| c.id.clone()).collect()
     }
 
-    /// Starts a camera the cluster gave this node, taking up its open events `held`.
-    pub fn take(&mut self, camera: &str, held: Vec<String>) {
+    /// Starts a camera the cluster gave this node, with its history, taking up its open
+    /// events `held`.
+    pub fn take(&mut self, camera: &str, held: Vec<String>, history: Option<Vec<String>>) {
         let Some(cam) = self.loaded.camera(camera).filter(|c| c.enabled).cloned() else {
             tracing::warn!(camera, "the cluster gave this node a camera its config does not have (enabled): check that every node has the same camera list");
             return;
@@ -215,7 +225,7 @@ impl Supervisor {
         if let Some(old) = self.stop_camera(camera, true) {
             let _ = old.join();
         }
-        self.start_camera(&cam, Some(held));
+        self.start_camera(&cam, Some(TakeOver { held, history }));
     }
 
     /// Stops a camera leaving its open events open (a hand-over to another node, or a camera
@@ -251,7 +261,7 @@ impl Supervisor {
             .clone()
     }
 
-    fn start_camera(&mut self, cam: &CameraConfig, held: Option<Vec<String>>) {
+    fn start_camera(&mut self, cam: &CameraConfig, held: Option<TakeOver>) {
         let det = self.detector(&cam.model);
         let stop = Arc::new(AtomicBool::new(false));
         let keep_open = Arc::new(AtomicBool::new(false));
@@ -544,7 +554,13 @@ pub fn camera_worker(
         pipeline.set_custody(c.clone());
     }
     match held.lock().ok().and_then(|mut h| h.take()) {
-        Some(h) => pipeline.recover_held(&h),
+        Some(t) => {
+            match &t.history {
+                Some(h) => pipeline.import_history(h),
+                None => pipeline.mark_history_partial(),
+            }
+            pipeline.recover_held(&t.held);
+        }
         None => pipeline.recover(),
     }
     let send_zone_states = |zones: &[crate::config::ZoneConfig]| {

@@ -64,7 +64,6 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                 node: loaded.config.node.id.clone(),
                 console: loaded.config.http.as_ref().map(|h| h.listen.clone()),
             };
-            let enabled = loaded.config.cameras.iter().filter(|c| c.enabled);
             let city = crate::city::CityAddress::of(&loaded, c)?;
             // Recurrence looks 30 days back, relapse as far as its window.
             let window = loaded
@@ -73,18 +72,15 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                 .relapse_window_seconds
                 .max(30.0 * 86_400.0);
             let window = chrono::Duration::seconds(window as i64);
-            anyhow::Ok(cluster::join(
-                c,
-                me,
-                enabled.map(|c| c.id.clone()).collect(),
-                city,
-                window,
-            ))
+            anyhow::Ok(cluster::join(c, me, loaded.enabled_cameras(), city, window))
         });
         let member = member.transpose()?;
         let custody = member
             .as_ref()
             .map(|m| m.custody.clone() as Arc<dyn crate::domain::custody::Custody>);
+        if let (Some(m), Some((c, _))) = (&member, &console) {
+            let _ = c.cluster.set(m.view.clone());
+        }
         let (mut orders, member) = match member {
             Some(m) => {
                 let cluster::Member {

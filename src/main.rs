@@ -657,13 +657,7 @@ fn cluster_status(loaded: &config::LoadedConfig, json: bool) -> Result<ExitCode>
             loaded.path.display()
         ));
     };
-    let cameras: Vec<String> = loaded
-        .config
-        .cameras
-        .iter()
-        .filter(|c| c.enabled)
-        .map(|c| c.id.clone())
-        .collect();
+    let cameras = loaded.enabled_cameras();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let status = rt
         .block_on(streetwatch::cluster::status(cfg, &cameras))

@@ -316,7 +316,18 @@ struct Clips {
     leaving: PathBuf,
 }
 
-fn write_config(path: &Path, node: &str, broker: &str, etcd: &[String], city: &str, clips: &Clips) {
+/// The consoles' token (an admin), given to every node and command in `SW_CLUSTER_TOKEN`.
+const TOKEN: &str = "cluster-test-token-7f3a";
+
+fn write_config(
+    path: &Path,
+    node: &str,
+    broker: &str,
+    etcd: &[String],
+    city: &str,
+    clips: &Clips,
+    console: u16,
+) {
     let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
     let mut text = format!(
         r#"[node]
@@ -333,6 +344,9 @@ lease_ttl_seconds = {TTL}
 capacity = 7
 min_stay_seconds = 10
 ledger_url = "{city}"
+[http]
+listen = "127.0.0.1:{console}"
+token_env = "SW_CLUSTER_TOKEN"
 "#,
         endpoints = endpoints.join(", ")
     );
@@ -369,6 +383,7 @@ fn cluster_status(config: &Path) -> Value {
         .current_dir(support::root())
         .args(["cluster", "status", "--json", "--config"])
         .arg(config)
+        .env("SW_CLUSTER_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert!(
@@ -509,12 +524,21 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
     let broker = support::Mosquitto::start();
     let sub = Subscriber::connect_as(broker.port, &["streetwatch/#"], "cluster-test-sub", false);
     let nodes = ["n1", "n2", "n3"];
+    let consoles: BTreeMap<&str, u16> = nodes.iter().map(|n| (*n, support::free_port())).collect();
     let configs: BTreeMap<&str, PathBuf> = nodes
         .iter()
         .map(|n| {
             let c = dir.join(format!("{n}.toml"));
             let _ = std::fs::remove_dir_all(dir.join(format!("data-{n}")));
-            write_config(&c, n, &broker.url(), &etcd.endpoints, &city.url(), &clips);
+            write_config(
+                &c,
+                n,
+                &broker.url(),
+                &etcd.endpoints,
+                &city.url(),
+                &clips,
+                consoles[n],
+            );
             (*n, c)
         })
         .collect();
@@ -527,7 +551,11 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
             *k += 1;
             *k
         };
-        Daemon::start(&configs[n], &dir.join(format!("{n}-{run}.log")), &[])
+        Daemon::start(
+            &configs[n],
+            &dir.join(format!("{n}-{run}.log")),
+            &[("SW_CLUSTER_TOKEN", TOKEN)],
+        )
     };
     let mut daemons: BTreeMap<&str, Daemon> = nodes.iter().map(|n| (*n, start(n))).collect();
     let any = configs["n1"].clone();
@@ -560,6 +588,37 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
             log.contains(&format!("cluster: joined as {n}")),
             "{n}:\n{log}"
         );
+    }
+    // Every node's console shows the same cluster, and its metrics its own lease and epochs.
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    for (n, port) in &consoles {
+        let (code, body) = support::curl(
+            "GET",
+            &format!("http://127.0.0.1:{port}/api/cluster"),
+            &[&bearer],
+            None,
+        );
+        assert_eq!(code, 200, "{n}: {}", String::from_utf8_lossy(&body));
+        let seen: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(seen["node"], *n);
+        assert_eq!(owners(&seen), placed, "{n}'s console shows another cluster");
+        let (code, body) = support::curl(
+            "GET",
+            &format!("http://127.0.0.1:{port}/metrics"),
+            &[&bearer],
+            None,
+        );
+        assert_eq!(code, 200);
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains(&format!("streetwatch_cluster_lease_held{{node=\"{n}\"}} 1")),
+            "{n}:\n{text}"
+        );
+        for (camera, (node, epoch, _)) in &placed {
+            let line =
+                format!("streetwatch_cluster_ownership_epoch{{camera=\"{camera}\"}} {epoch}");
+            assert_eq!(text.contains(&line), node == n, "{n}: {line}\n{text}");
+        }
     }
 
     // 1b. History follows the camera. cam-relapse's car parks and leaves: its event ends. Its

@@ -815,6 +815,12 @@ impl LoadedConfig {
         }
     }
 
+    /// The ids of the enabled cameras, in file order (what a cluster places).
+    pub fn enabled_cameras(&self) -> Vec<String> {
+        let cams = self.config.cameras.iter();
+        cams.filter(|c| c.enabled).map(|c| c.id.clone()).collect()
+    }
+
     /// The camera with this id.
     pub fn camera(&self, id: &str) -> Option<&CameraConfig> {
         self.config.cameras.iter().find(|c| c.id == id)

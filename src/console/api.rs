@@ -38,6 +38,38 @@ pub async fn healthz(State(c): State<Arc<Console>>, headers: axum::http::HeaderM
     .into_response()
 }
 
+/// `GET /api/cluster` (operators and admins): the cluster as etcd has it, the same on every
+/// node's console (`streetwatch cluster status --json`), with this node's id.
+pub async fn cluster(
+    State(c): State<Arc<Console>>,
+    super::auth::Viewer(a): super::auth::Viewer,
+) -> Response {
+    if let Some(r) = super::auth::not_staff(&a) {
+        return r;
+    }
+    let loaded = c.loaded();
+    let Some(cfg) = &loaded.config.cluster else {
+        return super::problem(
+            axum::http::StatusCode::NOT_FOUND,
+            "this node runs alone: its config has no [cluster] table",
+        );
+    };
+    let cameras = loaded.enabled_cameras();
+    match crate::cluster::status(cfg, &cameras).await {
+        Ok(status) => Json(serde_json::json!({
+            "node": loaded.config.node.id,
+            "nodes": status.nodes,
+            "owners": status.owners,
+            "unowned": status.unowned,
+        }))
+        .into_response(),
+        Err(e) => super::problem(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the cluster from etcd {:?}: {e}", cfg.etcd),
+        ),
+    }
+}
+
 /// One camera as the console shows it.
 #[derive(Debug, Serialize)]
 struct CameraView {

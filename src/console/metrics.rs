@@ -122,6 +122,37 @@ pub async fn metrics(
             label(id)
         );
     }
+    if let Some(view) = c
+        .cluster
+        .get()
+        .and_then(|v| v.lock().ok().map(|v| v.clone()))
+    {
+        family(
+            &mut out,
+            "streetwatch_cluster_lease_held",
+            "gauge",
+            "1 while this node holds a live etcd lease (cluster mode).",
+        );
+        let _ = writeln!(
+            out,
+            "streetwatch_cluster_lease_held{{node=\"{}\"}} {}",
+            label(&view.node),
+            u8::from(view.lease_held)
+        );
+        family(
+            &mut out,
+            "streetwatch_cluster_ownership_epoch",
+            "gauge",
+            "The etcd revision at which this node took the camera (its ownership epoch).",
+        );
+        for (camera, epoch) in &view.epochs {
+            let _ = writeln!(
+                out,
+                "streetwatch_cluster_ownership_epoch{{camera=\"{}\"}} {epoch}",
+                label(camera)
+            );
+        }
+    }
     for (name, help, pick) in [
         (
             "streetwatch_inference_milliseconds",

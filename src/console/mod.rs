@@ -91,6 +91,8 @@ pub struct Console {
     edit: tokio::sync::Mutex<()>,
     /// Served over HTTPS: session cookies are marked `Secure`.
     https: bool,
+    /// In a cluster: what this node knows of it (set once the node has joined).
+    pub cluster: std::sync::OnceLock<Arc<Mutex<crate::cluster::ClusterView>>>,
 }
 
 /// Why the console cannot start.
@@ -163,6 +165,7 @@ impl Console {
             evidence_root: evidence.canonicalize().unwrap_or(evidence),
             edit: tokio::sync::Mutex::new(()),
             https: http.tls_cert_file.is_some(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -219,6 +222,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/cluster", get(api::cluster))
         .route("/api/cameras", get(api::cameras))
         .route("/api/cameras/{id}/snapshot.jpg", get(api::snapshot))
         .route("/api/cameras/{id}/live", get(api::live))

@@ -211,8 +211,7 @@ impl Supervisor {
 
     /// The enabled cameras of the config in force.
     pub fn enabled_cameras(&self) -> Vec<String> {
-        let cams = self.loaded.config.cameras.iter();
-        cams.filter(|c| c.enabled).map(|c| c.id.clone()).collect()
+        self.loaded.enabled_cameras()
     }
 
     /// Starts a camera the cluster gave this node, with its history, taking up its open

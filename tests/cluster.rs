@@ -33,6 +33,10 @@ use support::{Daemon, Received, Subscriber};
 
 const TTL: u64 = 5;
 
+/// The tests here run one at a time: each runs several daemons, and the failover test's
+/// timings should not depend on the other's load.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One etcd member process.
 struct EtcdMember {
     child: Option<Child>,
@@ -45,8 +49,8 @@ struct Etcd {
 }
 
 impl Etcd {
-    fn start(dir: &Path) -> Self {
-        let ports: Vec<(u16, u16)> = (0..3)
+    fn start(dir: &Path, members: usize) -> Self {
+        let ports: Vec<(u16, u16)> = (0..members)
             .map(|_| (support::free_port(), support::free_port()))
             .collect();
         let initial: Vec<String> = ports
@@ -513,13 +517,14 @@ fn written(storage: &Path) -> Vec<(String, i64, String, u64)> {
 
 #[test]
 fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::artifacts_dir("cluster");
     let clips = Clips {
         parked: render(&dir, "parked", true),
         empty: render(&dir, "empty", false),
         leaving: render_leaving(&dir),
     };
-    let mut etcd = Etcd::start(&dir);
+    let mut etcd = Etcd::start(&dir, 3);
     let city = Postgres::start();
     let broker = support::Mosquitto::start();
     let sub = Subscriber::connect_as(broker.port, &["streetwatch/#"], "cluster-test-sub", false);
@@ -981,4 +986,51 @@ fn first_end(sub: &Subscriber, first: &Value) -> Value {
         .find(|m| m["event_id"] == first["event_id"] && m["type"] == "end")
         .map(|m| m["end_time"].clone())
         .unwrap_or(Value::Null)
+}
+
+/// A camera taken while the city ledger cannot be read starts anyway, and its events say their
+/// history is partial.
+#[test]
+fn a_camera_starts_without_the_city_ledger_and_says_its_history_is_partial() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = support::artifacts_dir("cluster-no-city");
+    let clips = Clips {
+        parked: render(&dir, "parked", true),
+        empty: render(&dir, "empty", false),
+        leaving: render_leaving(&dir),
+    };
+    let etcd = Etcd::start(&dir, 1);
+    let broker = support::Mosquitto::start();
+    let sub = Subscriber::connect(broker.port, &["streetwatch/#"]);
+    // Nothing listens there.
+    let nowhere = format!(
+        "postgres://streetwatch@127.0.0.1:{}/city",
+        support::free_port()
+    );
+    let config = dir.join("n1.toml");
+    let _ = std::fs::remove_dir_all(dir.join("data-n1"));
+    write_config(
+        &config,
+        "n1",
+        &broker.url(),
+        &etcd.endpoints,
+        &nowhere,
+        &clips,
+        support::free_port(),
+    );
+    let daemon = Daemon::start(&config, &dir.join("n1.log"), &[("SW_CLUSTER_TOKEN", TOKEN)]);
+    assert!(
+        sub.wait_until(Duration::from_secs(60), |r| events(r)
+            .iter()
+            .any(|m| m["type"] == "new" && m["camera"]["id"] == "cam-park-1")),
+        "cam-park-1 raised nothing without the city ledger:\n{}",
+        daemon.log_text()
+    );
+    let new = events(&sub.all())
+        .into_iter()
+        .find(|m| m["type"] == "new" && m["camera"]["id"] == "cam-park-1")
+        .unwrap();
+    assert_eq!(new["recurrence"]["history_partial"], true, "{new:#}");
+    assert!(daemon.log_text().contains("history partial"));
+    sub.assert_payloads_valid();
 }

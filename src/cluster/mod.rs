@@ -37,6 +37,9 @@ use placement::Candidate;
 
 use crate::config::ClusterConfig;
 
+/// After the city ledger failed to answer, how long cameras taken start without asking it.
+const CITY_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// What the cluster asks of this node's supervisor.
 #[derive(Debug)]
 pub enum Order {
@@ -141,6 +144,7 @@ pub fn join(
         next_endpoint: first_member,
         city,
         city_link: None,
+        city_failed: None,
         history_window,
     };
     Member {
@@ -181,6 +185,8 @@ struct Node {
     city: Option<crate::city::CityAddress>,
     /// Its connection, made when first needed.
     city_link: Option<crate::city::CityLedger>,
+    /// When reading it last failed.
+    city_failed: Option<Instant>,
     /// How far back a camera's history is read when the camera is taken.
     history_window: chrono::Duration,
 }
@@ -301,6 +307,14 @@ impl Node {
         let Some(address) = &self.city else {
             return Some(Vec::new());
         };
+        // After a failure, cameras taken in the next half minute start at once with their
+        // history partial, instead of each waiting for PostgreSQL in turn.
+        if self
+            .city_failed
+            .is_some_and(|t| t.elapsed() < CITY_RETRY_AFTER)
+        {
+            return None;
+        }
         let since = chrono::Utc::now() - self.history_window;
         let wait = Duration::from_secs(3);
         if self.city_link.is_none() {
@@ -308,25 +322,32 @@ impl Node {
                 Ok(Ok(c)) => self.city_link = Some(c),
                 Ok(Err(e)) => {
                     tracing::warn!(camera, "{e}: the camera starts with its history partial");
+                    self.city_failed = Some(Instant::now());
                     return None;
                 }
                 Err(_) => {
                     tracing::warn!(camera, "the city ledger did not answer in {wait:?}: the camera starts with its history partial");
+                    self.city_failed = Some(Instant::now());
                     return None;
                 }
             }
         }
         let link = self.city_link.as_ref()?;
         match tokio::time::timeout(wait, link.history(camera, since)).await {
-            Ok(Ok(h)) => Some(h),
+            Ok(Ok(h)) => {
+                self.city_failed = None;
+                Some(h)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(camera, "{e}: the camera starts with its history partial");
                 self.city_link = None;
+                self.city_failed = Some(Instant::now());
                 None
             }
             Err(_) => {
                 tracing::warn!(camera, "the city ledger did not answer in {wait:?}: the camera starts with its history partial");
                 self.city_link = None;
+                self.city_failed = Some(Instant::now());
                 None
             }
         }

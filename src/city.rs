@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::config::{ClusterConfig, LoadedConfig};
-use crate::event::EventMessage;
+use crate::event::{parse_time, EventMessage};
 use crate::ledger::{Ledger, ShipRow};
 
 /// The city ledger's tables; created by the first node that connects.
@@ -243,13 +243,6 @@ impl CityLedger {
             .map_err(|e| self.failed(e))?;
         Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
     }
-}
-
-/// An RFC 3339 time of a message, in UTC.
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Records messages (JSON) into a ledger as a node would have, skipping those already there;

@@ -138,6 +138,13 @@ pub fn local_time(t: DateTime<Utc>, tz: Tz) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
+/// Reads a message's RFC 3339 time back, in UTC.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// Where an incident is: its camera, zone and the camera's time zone.
 #[derive(Debug, Clone, Copy)]
 pub struct Place<'a> {

@@ -270,36 +270,20 @@ impl Drop for Postgres {
     }
 }
 
-/// The street of parking-basic with only car-1, parked from the first frame (`parked`) or
-/// with no car at all.
-fn render(dir: &Path, name: &str, parked: bool) -> PathBuf {
+/// The street of parking-basic for 60 s with only car-1 along `path` (none: an empty street).
+fn render(dir: &Path, name: &str, path: Option<Vec<[f64; 3]>>) -> PathBuf {
     let mut sc =
         compose::load_scenario(&support::root().join("configs/scenarios/parking-basic.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
     sc.name = name.into();
     sc.duration_seconds = 60.0;
     sc.lighting.clear();
-    sc.objects.retain(|o| parked && o.id == "car-1");
-    if parked {
-        sc.objects[0].path = vec![[0.0, 0.33, 0.86]];
+    sc.objects.retain(|o| o.id == "car-1");
+    match path {
+        Some(p) => sc.objects[0].path = p,
+        None => sc.objects.clear(),
     }
     let clip = dir.join(format!("{name}.mp4"));
-    compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
-    clip
-}
-
-/// The same street with car-1 parked for 20 s, then gone: one event that ends, so the next
-/// car there is a relapse.
-fn render_leaving(dir: &Path) -> PathBuf {
-    let mut sc =
-        compose::load_scenario(&support::root().join("configs/scenarios/parking-basic.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    sc.name = "leaving".into();
-    sc.duration_seconds = 60.0;
-    sc.lighting.clear();
-    sc.objects.retain(|o| o.id == "car-1");
-    sc.objects[0].path = vec![[0.0, 0.33, 0.86], [20.0, 0.33, 0.86], [23.0, 1.25, 0.86]];
-    let clip = dir.join("leaving.mp4");
     compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
     clip
 }
@@ -318,6 +302,26 @@ struct Clips {
     parked: PathBuf,
     empty: PathBuf,
     leaving: PathBuf,
+}
+
+impl Clips {
+    /// A car parked from the first frame; an empty street; a car parked for 20 s, then gone
+    /// (one event that ends, so the next car there is a relapse).
+    fn render(dir: &Path) -> Self {
+        Self {
+            parked: render(dir, "parked", Some(vec![[0.0, 0.33, 0.86]])),
+            empty: render(dir, "empty", None),
+            leaving: render(
+                dir,
+                "leaving",
+                Some(vec![
+                    [0.0, 0.33, 0.86],
+                    [20.0, 0.33, 0.86],
+                    [23.0, 1.25, 0.86],
+                ]),
+            ),
+        }
+    }
 }
 
 /// The consoles' token (an admin), given to every node and command in `SW_CLUSTER_TOKEN`.
@@ -519,11 +523,7 @@ fn written(storage: &Path) -> Vec<(String, i64, String, u64)> {
 fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::artifacts_dir("cluster");
-    let clips = Clips {
-        parked: render(&dir, "parked", true),
-        empty: render(&dir, "empty", false),
-        leaving: render_leaving(&dir),
-    };
+    let clips = Clips::render(&dir);
     let mut etcd = Etcd::start(&dir, 3);
     let city = Postgres::start();
     let broker = support::Mosquitto::start();
@@ -994,11 +994,7 @@ fn first_end(sub: &Subscriber, first: &Value) -> Value {
 fn a_camera_starts_without_the_city_ledger_and_says_its_history_is_partial() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = support::artifacts_dir("cluster-no-city");
-    let clips = Clips {
-        parked: render(&dir, "parked", true),
-        empty: render(&dir, "empty", false),
-        leaving: render_leaving(&dir),
-    };
+    let clips = Clips::render(&dir);
     let etcd = Etcd::start(&dir, 1);
     let broker = support::Mosquitto::start();
     let sub = Subscriber::connect(broker.port, &["streetwatch/#"]);

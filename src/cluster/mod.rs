@@ -756,32 +756,29 @@ pub async fn status(
 ) -> Result<ClusterStatus, etcd_client::Error> {
     let mut client = connect_any(&cfg.etcd, &mut 0, Duration::from_secs(15)).await?;
     let keys = Keys::new(&cfg.key_prefix);
-    let mut owners = BTreeMap::new();
-    let owners_dir = keys.owners();
+    // Read the way a node reads them.
+    let mut registry = Registry::default();
     let listed = client
-        .get(owners_dir.clone(), Some(GetOptions::new().with_prefix()))
+        .get(keys.owners(), Some(GetOptions::new().with_prefix()))
         .await?;
     for kv in listed.kvs() {
-        let (Ok(key), Ok(rec)) = (
-            kv.key_str(),
-            serde_json::from_slice::<OwnerRecord>(kv.value()),
-        ) else {
-            continue;
-        };
-        if let Some(camera) = keys.tail(&owners_dir, key) {
+        registry.apply(&keys, kv, false);
+    }
+    let owners: BTreeMap<String, CameraOwner> = registry
+        .owners()
+        .into_iter()
+        .map(|(camera, (rec, epoch))| {
             let since = chrono::DateTime::from_timestamp_millis(rec.since_ms)
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_default();
-            owners.insert(
-                camera.to_string(),
-                CameraOwner {
-                    node: rec.node,
-                    epoch: kv.create_revision(),
-                    since,
-                },
-            );
-        }
-    }
+            let owner = CameraOwner {
+                node: rec.node,
+                epoch,
+                since,
+            };
+            (camera, owner)
+        })
+        .collect();
     let listed = client
         .get(keys.nodes(), Some(GetOptions::new().with_prefix()))
         .await?;

@@ -276,13 +276,6 @@ fn change_map(cfg: &ChangeConfig, scene: &Scene) -> StaticChangeMap {
     map
 }
 
-/// An RFC 3339 time of a message, in UTC.
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn millis(seconds: f64) -> chrono::Duration {
     chrono::Duration::milliseconds((seconds * 1000.0) as i64)
 }
@@ -766,9 +759,10 @@ impl CameraPipeline {
             {
                 continue;
             }
-            let (Some(start), Some(last_seen)) =
-                (parse_time(&msg.start_time), parse_time(&msg.last_seen))
-            else {
+            let (Some(start), Some(last_seen)) = (
+                event::parse_time(&msg.start_time),
+                event::parse_time(&msg.last_seen),
+            ) else {
                 continue;
             };
             let recorded = self
@@ -811,14 +805,15 @@ impl CameraPipeline {
             tracing::error!(camera = %self.camera.id, "{e}; open events of the last run stay open");
             Vec::new()
         });
-        let time = parse_time;
         for payload in unfinished {
             let Ok(msg) = serde_json::from_str::<EventMessage>(&payload) else {
                 tracing::error!(camera = %self.camera.id, "unreadable message in the ledger: {payload}");
                 continue;
             };
-            let (Some(start), Some(last_seen)) = (time(&msg.start_time), time(&msg.last_seen))
-            else {
+            let (Some(start), Some(last_seen)) = (
+                event::parse_time(&msg.start_time),
+                event::parse_time(&msg.last_seen),
+            ) else {
                 continue;
             };
             let b = msg.object.bbox;

@@ -72,14 +72,23 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                 .relapse_window_seconds
                 .max(30.0 * 86_400.0);
             let window = chrono::Duration::seconds(window as i64);
-            anyhow::Ok(cluster::join(c, me, loaded.enabled_cameras(), city, window))
+            anyhow::Ok(cluster::join(
+                c,
+                me,
+                loaded.path.clone(),
+                loaded.enabled_cameras(),
+                city,
+                window,
+            ))
         });
         let member = member.transpose()?;
         let custody = member
             .as_ref()
             .map(|m| m.custody.clone() as Arc<dyn crate::domain::custody::Custody>);
-        if let (Some(m), Some((c, _))) = (&member, &console) {
+        if let (Some(m), Some((c, _)), Some(cfg)) = (&member, &console, &loaded.config.cluster) {
             let _ = c.cluster.set(m.view.clone());
+            let catalog = cluster::Catalog::new(&cfg.key_prefix, m.custody.clone(), m.view.clone());
+            let _ = c.catalog.set(Arc::new(catalog));
         }
         let (mut orders, member) = match member {
             Some(m) => {
@@ -159,6 +168,15 @@ pub fn run(loaded: LoadedConfig) -> Result<()> {
                             let _ = done.send(());
                         }
                         cluster::Order::Drop { camera } => cameras.let_go(&camera),
+                        cluster::Order::Configure { config, cameras: city } => {
+                            let s = cameras.configure(*config, city);
+                            tracing::info!(
+                                "config from the cluster applied: updated {:?}, stopped {:?}, reconnected {:?}",
+                                s.updated,
+                                s.stopped,
+                                s.restarted
+                            );
+                        }
                     });
                     show(&cameras);
                 }

@@ -39,7 +39,7 @@ use crate::motion::MotionMap;
 use crate::picture;
 
 /// Settings of the static-change map.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeConfig {
     /// A region must differ from the background, and hold still, this long to become a static

@@ -200,6 +200,27 @@ enum ClusterAction {
         #[arg(long)]
         json: bool,
     },
+    /// Store the city's cameras and zones (the [[cameras]] of a config, checked first) in
+    /// etcd; every node then runs with them instead of its own file's, and follows changes.
+    /// The cameras in etcd become exactly the file's: cameras it lacks are removed.
+    Import {
+        /// The city's config, with a [cluster] table and its [[cameras]].
+        #[arg(long)]
+        config: PathBuf,
+        /// Say what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a config with the city's cameras and zones from etcd (edits from the console's
+    /// zone editor included): the given config's other sections, then the cameras.
+    Export {
+        /// A config with a [cluster] table; its sections other than [[cameras]] are kept.
+        #[arg(long)]
+        config: PathBuf,
+        /// The file to write (its previous version is kept as FILE.bak); default: print.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -301,12 +322,54 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Err(code) => Ok(code),
         },
-        Command::Cluster {
-            action: ClusterAction::Status { config, json },
-        } => match load_config(&config) {
-            Ok(loaded) => cluster_status(&loaded, json),
-            Err(code) => Ok(code),
-        },
+        Command::Cluster { action } => {
+            let config = match &action {
+                ClusterAction::Status { config, .. }
+                | ClusterAction::Import { config, .. }
+                | ClusterAction::Export { config, .. } => config,
+            };
+            let loaded = match load_config(config) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            let Some(cfg) = loaded.config.cluster.clone() else {
+                return Err(anyhow!(
+                    "{} has no [cluster] table: this node runs alone (add [cluster] etcd = [...] to share cameras)",
+                    loaded.path.display()
+                ));
+            };
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let etcd = || format!("etcd {:?}", cfg.etcd);
+            match action {
+                ClusterAction::Status { json, .. } => {
+                    let (_, city) = rt
+                        .block_on(streetwatch::cluster::read_catalog(&cfg))
+                        .with_context(|| format!("cannot read the cluster from {}", etcd()))?;
+                    // The cameras in force: the city's in etcd, else this file's.
+                    let cameras = match city.is_empty() {
+                        true => loaded.enabled_cameras(),
+                        false => config::city::with_cameras(&loaded.path, &city)
+                            .map(|l| l.enabled_cameras())
+                            .unwrap_or_else(|_| city.iter().map(|c| c.id.clone()).collect()),
+                    };
+                    let status = rt
+                        .block_on(streetwatch::cluster::status(&cfg, &cameras))
+                        .with_context(|| format!("cannot read the cluster from {}", etcd()))?;
+                    print_cluster_status(&status, (!city.is_empty()).then_some(city.len()), json)
+                }
+                ClusterAction::Import { dry_run, .. } => {
+                    cluster_import(&rt, &loaded, &cfg, dry_run)
+                }
+                ClusterAction::Export { out, .. } => {
+                    let (revision, city) = rt
+                        .block_on(streetwatch::cluster::read_catalog(&cfg))
+                        .with_context(|| {
+                            format!("cannot read the city's cameras from {}", etcd())
+                        })?;
+                    cluster_export(&loaded, &cfg, revision, &city, out.as_deref())
+                }
+            }
+        }
         Command::Run { config } => match load_config(&config) {
             Ok(loaded) => app::run(loaded).map(|_| ExitCode::SUCCESS),
             Err(code) => Ok(code),
@@ -649,22 +712,127 @@ fn write_manpages(cmd: &clap::Command, out_dir: &std::path::Path) -> Result<()> 
     Ok(())
 }
 
-/// `cluster status`: nodes, leases and owners as etcd has them.
-fn cluster_status(loaded: &config::LoadedConfig, json: bool) -> Result<ExitCode> {
-    let Some(cfg) = &loaded.config.cluster else {
+/// `cluster import`: the config's cameras, checked, become the city's cameras in etcd.
+fn cluster_import(
+    rt: &tokio::runtime::Runtime,
+    loaded: &config::LoadedConfig,
+    cfg: &config::ClusterConfig,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&loaded.path)
+        .with_context(|| format!("cannot read {}", loaded.path.display()))?;
+    let cameras = config::city::split_cameras(&loaded.path, &text)?;
+    if cameras.is_empty() {
         return Err(anyhow!(
-            "{} has no [cluster] table: this node runs alone (add [cluster] etcd = [...] to share cameras)",
+            "{} has no [[cameras]]: importing it would remove every camera from the cluster; nothing was changed",
             loaded.path.display()
         ));
+    }
+    // Each node resolves a relative path against its own config's folder, not this file's.
+    for cam in &loaded.config.cameras {
+        for url in std::iter::once(&cam.url).chain(cam.detect_url.iter()) {
+            if !url.contains("://") && !std::path::Path::new(url).is_absolute() {
+                eprintln!(
+                    "warning: camera {}: {url:?} is a relative path; each node reads it from its own config's folder",
+                    cam.id
+                );
+            }
+        }
+    }
+    let summary = if dry_run {
+        let (_, stored) = rt
+            .block_on(streetwatch::cluster::read_catalog(cfg))
+            .with_context(|| format!("cannot read the city's cameras from etcd {:?}", cfg.etcd))?;
+        streetwatch::cluster::ImportSummary::between(&stored, &cameras)
+    } else {
+        rt.block_on(streetwatch::cluster::import(cfg, &cameras))
+            .with_context(|| format!("cannot store the cameras in etcd {:?}", cfg.etcd))?
     };
-    let cameras = loaded.enabled_cameras();
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let status = rt
-        .block_on(streetwatch::cluster::status(cfg, &cameras))
-        .with_context(|| format!("cannot read the cluster from etcd {:?}", cfg.etcd))?;
+    for (what, ids) in [
+        ("added", &summary.added),
+        ("changed", &summary.changed),
+        ("removed", &summary.removed),
+    ] {
+        if !ids.is_empty() {
+            let would = if dry_run { "would be " } else { "" };
+            println!("{would}{what}: {}", ids.join(", "));
+        }
+    }
+    println!(
+        "{} camera(s) in etcd under {}config/cameras/ ({} unchanged){}",
+        cameras.len(),
+        cfg.key_prefix,
+        summary.unchanged.len(),
+        if dry_run {
+            "; nothing was changed (--dry-run)"
+        } else {
+            "; the nodes apply them within a few seconds"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cluster export`: the config's other sections with the city's cameras from etcd.
+fn cluster_export(
+    loaded: &config::LoadedConfig,
+    cfg: &config::ClusterConfig,
+    revision: i64,
+    city: &[config::city::CameraText],
+    out: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    if city.is_empty() {
+        return Err(anyhow!(
+            "no cameras in etcd under {}config/cameras/: store them first with `streetwatch cluster import --config CITY.toml`",
+            cfg.key_prefix
+        ));
+    }
+    let text = std::fs::read_to_string(&loaded.path)
+        .with_context(|| format!("cannot read {}", loaded.path.display()))?;
+    let joined = config::city::join_cameras(&loaded.path, &text, city)?;
+    // What is written must load as it is.
+    config::parse(&loaded.path, &joined).map_err(|e| {
+        anyhow!(
+            "the cameras in etcd do not pass the checks with {}:\n{e}",
+            loaded.path.display()
+        )
+    })?;
+    match out {
+        None => print!("{joined}"),
+        Some(path) => {
+            let old = std::fs::read_to_string(path).ok();
+            let backup =
+                config::write_atomically(path, old.as_deref(), &joined).map_err(|e| anyhow!(e))?;
+            eprintln!(
+                "{}: {} camera(s) from etcd (revision {revision}){}",
+                path.display(),
+                city.len(),
+                backup.map_or(String::new(), |b| format!(
+                    "; previous version in {}",
+                    b.display()
+                ))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cluster status`: nodes, leases and owners as etcd has them; `from_etcd`: how many cameras
+/// the city keeps in etcd (None: each node's file).
+fn print_cluster_status(
+    status: &streetwatch::cluster::ClusterStatus,
+    from_etcd: Option<usize>,
+    json: bool,
+) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        let mut value = serde_json::to_value(status)?;
+        value["cameras_from"] =
+            serde_json::json!(if from_etcd.is_some() { "etcd" } else { "file" });
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    match from_etcd {
+        Some(n) => println!("cameras and zones: {n} in etcd (cluster import / export)\n"),
+        None => println!("cameras and zones: each node's config file\n"),
     }
     println!(
         "{:<20} {:>8} {:>9} {:>8}  console",

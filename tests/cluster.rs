@@ -336,28 +336,7 @@ fn write_config(
     clips: &Clips,
     console: u16,
 ) {
-    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
-    let mut text = format!(
-        r#"[node]
-id = "{node}"
-[mqtt]
-url = "{broker}"
-[storage]
-dir = "data-{node}"
-[incidents]
-end_after_seconds = 10
-[cluster]
-etcd = [{endpoints}]
-lease_ttl_seconds = {TTL}
-capacity = 7
-min_stay_seconds = 10
-ledger_url = "{city}"
-[http]
-listen = "127.0.0.1:{console}"
-token_env = "SW_CLUSTER_TOKEN"
-"#,
-        endpoints = endpoints.join(", ")
-    );
+    let mut text = node_text(node, broker, etcd, Some(city), console);
     for cam in CAMERAS {
         let clip = match cam {
             "cam-relapse" => &clips.leaving,
@@ -1028,5 +1007,321 @@ fn a_camera_starts_without_the_city_ledger_and_says_its_history_is_partial() {
         .unwrap();
     assert_eq!(new["recurrence"]["history_partial"], true, "{new:#}");
     assert!(daemon.log_text().contains("history partial"));
+    sub.assert_payloads_valid();
+}
+
+/// `streetwatch cluster ARGS… --config CONFIG`: (exit code, stdout, stderr).
+fn cluster_command(args: &[&str], config: &Path) -> (i32, String, String) {
+    let out = Command::new(support::binary())
+        .current_dir(support::root())
+        .arg("cluster")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A node's config without cameras, with its city ledger if any.
+fn node_text(
+    node: &str,
+    broker: &str,
+    etcd: &[String],
+    city: Option<&str>,
+    console: u16,
+) -> String {
+    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
+    let ledger = city.map_or(String::new(), |c| format!("ledger_url = \"{c}\"\n"));
+    format!(
+        r#"[node]
+id = "{node}"
+[mqtt]
+url = "{broker}"
+[storage]
+dir = "data-{node}"
+[incidents]
+end_after_seconds = 10
+[cluster]
+etcd = [{endpoints}]
+lease_ttl_seconds = {TTL}
+capacity = 7
+min_stay_seconds = 10
+{ledger}[http]
+listen = "127.0.0.1:{console}"
+token_env = "SW_CLUSTER_TOKEN"
+"#,
+        endpoints = endpoints.join(", ")
+    )
+}
+
+/// A node's config without cameras: they come from etcd.
+fn node_config(path: &Path, node: &str, broker: &str, etcd: &[String], console: u16) {
+    std::fs::write(path, node_text(node, broker, etcd, None, console)).unwrap();
+}
+
+/// One camera of the city's file: `zone` is its only zone's polygon.
+fn city_camera(id: &str, clip: &Path, zone: &str) -> String {
+    format!(
+        r#"
+# {id}: one street, one zone
+[[cameras]]
+id = "{id}"
+url = "{clip}"
+detect_every_seconds = 1.0
+pace = 1.0
+repeat = true
+  [[cameras.zones]]
+  id = "strip"
+  kind = "no_parking"
+  polygon = {zone}
+  dwell_seconds = 5.0
+  grid = "第八网格"
+"#,
+        clip = clip.display()
+    )
+}
+
+/// Where the parked car stands.
+const SOUTH: &str = "[[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]";
+/// Far from it.
+const NORTH: &str = "[[0.05, 0.05], [0.95, 0.05], [0.95, 0.3], [0.05, 0.3]]";
+
+/// Waits until the cluster runs exactly `cameras` (from etcd), each on a live node.
+fn wait_running(config: &Path, cameras: &[&str], timeout: Duration) -> BTreeMap<String, String> {
+    let until = Instant::now() + timeout;
+    let want: BTreeSet<String> = cameras.iter().map(|c| c.to_string()).collect();
+    loop {
+        let status = cluster_status(config);
+        let got: BTreeMap<String, String> = owners(&status)
+            .into_iter()
+            .map(|(c, (n, _, _))| (c, n))
+            .collect();
+        if status["cameras_from"] == "etcd"
+            && got.keys().cloned().collect::<BTreeSet<_>>() == want
+            && status["unowned"].as_array().is_some_and(|u| u.is_empty())
+        {
+            return got;
+        }
+        assert!(
+            Instant::now() < until,
+            "the cluster does not run {want:?}: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The city's cameras and zones live in etcd: `cluster import` stores them (checked first),
+/// nodes with no cameras of their own run them, a zone saved in one node's console is applied
+/// by the node that runs the camera, a second import adds and removes cameras, and `cluster
+/// export` gives the city's file back with the console's edit.
+#[test]
+fn the_citys_cameras_and_zones_live_in_etcd() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = support::artifacts_dir("cluster-catalog");
+    let clips = Clips::render(&dir);
+    let etcd = Etcd::start(&dir, 1);
+    let broker = support::Mosquitto::start();
+    let sub = Subscriber::connect(broker.port, &["streetwatch/#"]);
+    let city = dir.join("city.toml");
+    let consoles = [support::free_port(), support::free_port()];
+    node_config(&city, "city", &broker.url(), &etcd.endpoints, consoles[0]);
+    let base = std::fs::read_to_string(&city).unwrap();
+    let first = [
+        ("cam-park-1", &clips.parked, SOUTH),
+        // The car is outside this camera's zone until the console moves the zone.
+        ("cam-park-2", &clips.parked, NORTH),
+        ("cam-empty-1", &clips.empty, SOUTH),
+        ("cam-empty-2", &clips.empty, SOUTH),
+    ];
+    let mut text = base.clone();
+    for (id, clip, zone) in first {
+        text.push_str(&city_camera(id, clip, zone));
+    }
+
+    // Nothing in etcd yet: export says what to do.
+    std::fs::write(&city, &text).unwrap();
+    let (code, _, err) = cluster_command(&["export"], &city);
+    assert_ne!(code, 0);
+    assert!(err.contains("cluster import"), "{err}");
+    // A bad zone is refused with its place in the file, and nothing is stored.
+    let bad = text.replacen(SOUTH, "[[0.1, 0.1], [0.2, 0.2]]", 1);
+    let bad_file = dir.join("bad-city.toml");
+    std::fs::write(&bad_file, bad).unwrap();
+    let (code, _, err) = cluster_command(&["import"], &bad_file);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad-city.toml:") && err.contains("polygon"),
+        "{err}"
+    );
+    assert_ne!(cluster_command(&["export"], &city).0, 0);
+    // --dry-run says what would change and changes nothing.
+    let (code, out, err) = cluster_command(&["import", "--dry-run"], &city);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("would be added: cam-park-1, cam-park-2, cam-empty-1, cam-empty-2"),
+        "{out}"
+    );
+    assert_ne!(cluster_command(&["export"], &city).0, 0);
+    let (code, out, err) = cluster_command(&["import"], &city);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("added: cam-park-1, cam-park-2, cam-empty-1, cam-empty-2"),
+        "{out}"
+    );
+
+    // Two nodes with no cameras in their files run the city's.
+    let mut daemons = Vec::new();
+    for (i, node) in ["n1", "n2"].iter().enumerate() {
+        let config = dir.join(format!("{node}.toml"));
+        let _ = std::fs::remove_dir_all(dir.join(format!("data-{node}")));
+        node_config(&config, node, &broker.url(), &etcd.endpoints, consoles[i]);
+        let log = dir.join(format!("{node}.log"));
+        daemons.push(Daemon::start(&config, &log, &[("SW_CLUSTER_TOKEN", TOKEN)]));
+    }
+    let ids: Vec<&str> = first.iter().map(|c| c.0).collect();
+    let placed = wait_running(&city, &ids, Duration::from_secs(60));
+    assert!(
+        sub.wait_until(Duration::from_secs(60), |r| events(r)
+            .iter()
+            .any(|m| m["type"] == "new" && m["camera"]["id"] == "cam-park-1")),
+        "cam-park-1 raised nothing:\n{}",
+        daemons[0].log_text()
+    );
+    // 15 s of cam-park-2 running with its zone away from the car: nothing.
+    std::thread::sleep(Duration::from_secs(15));
+    let on = |camera: &str, r: &[Received]| -> Vec<Value> {
+        events(r)
+            .into_iter()
+            .filter(|m| m["camera"]["id"] == camera)
+            .collect()
+    };
+    assert!(on("cam-park-2", &sub.all()).is_empty());
+
+    // The zone editor of the node that does not run cam-park-2 moves its zone onto the car.
+    let runner = placed["cam-park-2"].clone();
+    let other = if runner == "n1" { 1 } else { 0 };
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let body = serde_json::json!({ "zones": [{
+        "id": "strip", "kind": "no_parking",
+        "polygon": [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]],
+        "dwell_seconds": 5.0, "grid": "第八网格",
+    }]});
+    let put = |port: u16, body: &Value| {
+        let (code, answer) = support::curl(
+            "PUT",
+            &format!("http://127.0.0.1:{port}/api/cameras/cam-park-2/zones"),
+            &[&bearer, "Content-Type: application/json"],
+            Some(body.to_string().as_bytes()),
+        );
+        (
+            code,
+            serde_json::from_slice::<Value>(&answer).unwrap_or(Value::Null),
+        )
+    };
+    // A zone the checks refuse is not saved.
+    let mut broken = body.clone();
+    broken["zones"][0]["polygon"] = serde_json::json!([[0.1, 0.1], [0.2, 0.2]]);
+    let (code, answer) = put(consoles[other], &broken);
+    assert_eq!(code, 422, "{answer:#}");
+    assert!(
+        answer["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("etcd:/streetwatch/config/cameras/cam-park-2:"),
+        "{answer:#}"
+    );
+    let saved_at = Instant::now();
+    let (code, answer) = put(consoles[other], &body);
+    assert_eq!(code, 200, "{answer:#}");
+    assert_eq!(
+        answer["saved"],
+        "etcd:/streetwatch/config/cameras/cam-park-2"
+    );
+    assert!(
+        sub.wait_until(Duration::from_secs(40), |r| on("cam-park-2", r)
+            .iter()
+            .any(|m| m["type"] == "new" && m["zone"]["id"] == "strip")),
+        "cam-park-2 raised nothing after its zone moved onto the car:\n{}",
+        daemons[other].log_text()
+    );
+    println!(
+        "a zone saved on {} raised an event on {runner} after {:.1} s (dwell 5 s)",
+        ["n1", "n2"][other],
+        saved_at.elapsed().as_secs_f64()
+    );
+    // Both consoles show the new zone; the camera was updated in place, not reconnected.
+    for port in consoles {
+        let (code, cams) = support::curl(
+            "GET",
+            &format!("http://127.0.0.1:{port}/api/cameras"),
+            &[&bearer],
+            None,
+        );
+        assert_eq!(code, 200);
+        let cams: Value = serde_json::from_slice(&cams).unwrap();
+        let cam = cams
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "cam-park-2")
+            .unwrap_or_else(|| panic!("{cams:#}"));
+        let y = cam["zones"][0]["polygon"][0][1].as_f64().unwrap();
+        assert!((y - 0.62).abs() < 1e-6, "{cam:#}");
+    }
+    let runner_log = daemons[if other == 0 { 1 } else { 0 }].log_text();
+    // Only the edited camera is touched, in place: the others keep their zones' state.
+    assert!(
+        runner_log.contains(
+            "config from the cluster applied: updated [\"cam-park-2\"], stopped [], reconnected []"
+        ),
+        "{runner_log}"
+    );
+
+    // A second import: cam-empty-2 goes, cam-new comes.
+    let mut text = base.clone();
+    for (id, clip, zone) in &first[..3] {
+        text.push_str(&city_camera(id, clip, zone));
+    }
+    text.push_str(&city_camera("cam-new", &clips.empty, SOUTH));
+    std::fs::write(&city, &text).unwrap();
+    let (code, out, err) = cluster_command(&["import"], &city);
+    assert_eq!(code, 0, "{err}");
+    // cam-park-2's text in the file still has the old zone: the import puts it back.
+    assert!(out.contains("added: cam-new"), "{out}");
+    assert!(out.contains("changed: cam-park-2"), "{out}");
+    assert!(out.contains("removed: cam-empty-2"), "{out}");
+    wait_running(
+        &city,
+        &["cam-park-1", "cam-park-2", "cam-empty-1", "cam-new"],
+        Duration::from_secs(30),
+    );
+
+    // Export gives the city's file back; importing it again changes nothing.
+    let exported = dir.join("exported.toml");
+    let _ = std::fs::remove_file(&exported);
+    let (code, _, err) = cluster_command(&["export", "--out", exported.to_str().unwrap()], &city);
+    assert_eq!(code, 0, "{err}");
+    let back = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        back.contains("id = \"cam-new\"") && !back.contains("cam-empty-2"),
+        "{back}"
+    );
+    assert!(
+        back.contains("# cam-park-1: one street, one zone"),
+        "comments are kept:\n{back}"
+    );
+    let (code, out, err) = cluster_command(&["import"], &exported);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("(4 unchanged)") && !out.contains("added") && !out.contains("changed:"),
+        "{out}"
+    );
+    // Every node's ledger still accounts for every message, and every payload is valid.
+    drop(daemons);
     sub.assert_payloads_valid();
 }

@@ -5,6 +5,7 @@
 //! | `{p}nodes/{node}` | [`NodeRecord`] | the node's lease |
 //! | `{p}owners/{camera}` | [`OwnerRecord`]; its create revision is the ownership epoch | the owner's lease |
 //! | `{p}open/{camera}/{event_id}` | the latest message of an open event (JSON) | until its `end` |
+//! | `{p}config/cameras/{camera}` | the camera's `[[cameras]]` table with its zones (TOML) | until removed by `cluster import` |
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,16 @@ impl Keys {
     /// `{p}open/{camera}/{event_id}`.
     pub fn open_event(&self, camera: &str, event_id: &str) -> String {
         format!("{}open/{camera}/{event_id}", self.prefix)
+    }
+
+    /// `{p}config/cameras/`.
+    pub fn config_cameras(&self) -> String {
+        format!("{}config/cameras/", self.prefix)
+    }
+
+    /// `{p}config/cameras/{camera}`.
+    pub fn config_camera(&self, camera: &str) -> String {
+        format!("{}config/cameras/{camera}", self.prefix)
     }
 
     /// The last part of a key under `dir` (a node or camera id).

@@ -14,6 +14,7 @@
 //!
 //! The supervisor does what the cluster asks through [`Order`]s; `keys.rs` names the keys.
 
+mod catalog;
 mod custody;
 mod fence;
 pub mod keys;
@@ -30,12 +31,21 @@ use etcd_client::{
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub use catalog::{import, read as read_catalog, Catalog, CatalogError, ImportSummary};
 pub use custody::EtcdCustody;
 pub use fence::Fence;
 use keys::{Keys, NodeRecord, OwnerRecord};
 use placement::Candidate;
 
-use crate::config::ClusterConfig;
+use crate::config::city::CameraText;
+use crate::config::{ClusterConfig, LoadedConfig};
+
+/// How long a command (`cluster status`, `import`, `export`) waits for etcd.
+const CLI_WAIT: Duration = Duration::from_secs(15);
+
+/// A change to the city's cameras in etcd is applied once no other change came for this long
+/// (an import of many cameras comes in several transactions).
+const CATALOG_QUIET: Duration = Duration::from_millis(300);
 
 /// After the city ledger failed to answer, how long cameras taken start without asking it.
 const CITY_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -67,6 +77,14 @@ pub enum Order {
         /// Camera id.
         camera: String,
     },
+    /// Apply a new config, as a reload does: the city's cameras in etcd changed.
+    Configure {
+        /// The node's file with the city's cameras, checked.
+        config: Box<LoadedConfig>,
+        /// The city's cameras it was made from (None: back to the file's own cameras), kept
+        /// for the node's later reloads of its file.
+        cameras: Option<Vec<CameraText>>,
+    },
 }
 
 /// What this node knows of the cluster, for its status, console and metrics.
@@ -80,6 +98,8 @@ pub struct ClusterView {
     pub lease_id: i64,
     /// Cameras held, with their ownership epochs.
     pub epochs: BTreeMap<String, i64>,
+    /// The cameras and zones in force come from etcd (`cluster import`), not this node's file.
+    pub cameras_from_etcd: bool,
 }
 
 /// A running cluster member.
@@ -106,10 +126,11 @@ pub struct Identity {
 }
 
 /// Joins the cluster (inside a tokio runtime): keeps trying to reach etcd, and holds cameras
-/// while it can.
+/// while it can. `config` is the node's file, which the city's cameras in etcd complete.
 pub fn join(
     cfg: &ClusterConfig,
     me: Identity,
+    config: std::path::PathBuf,
     cameras: Vec<String>,
     city: Option<crate::city::CityAddress>,
     history_window: chrono::Duration,
@@ -146,6 +167,8 @@ pub fn join(
         city_link: None,
         city_failed: None,
         history_window,
+        config,
+        catalog_seen: None,
     };
     Member {
         orders,
@@ -189,6 +212,10 @@ struct Node {
     city_failed: Option<Instant>,
     /// How far back a camera's history is read when the camera is taken.
     history_window: chrono::Duration,
+    /// The node's config file.
+    config: std::path::PathBuf,
+    /// The city's cameras last read from etcd (None: none there, the file's are in force).
+    catalog_seen: Option<Vec<CameraText>>,
 }
 
 /// A placement with its inputs.
@@ -380,7 +407,11 @@ impl Node {
         // a steady cluster costs etcd nothing but keep-alives.
         let mut registry = Registry::default();
         let mut from = i64::MAX;
-        for dir in [self.keys.nodes(), self.keys.owners()] {
+        for dir in [
+            self.keys.nodes(),
+            self.keys.owners(),
+            self.keys.config_cameras(),
+        ] {
             let listed = client
                 .get(dir.clone(), Some(GetOptions::new().with_prefix()))
                 .await?;
@@ -393,7 +424,15 @@ impl Node {
         let mut watch = client
             .watch(self.keys.nodes(), Some(watching.clone()))
             .await?;
-        watch.watch(self.keys.owners(), Some(watching)).await?;
+        watch
+            .watch(self.keys.owners(), Some(watching.clone()))
+            .await?;
+        watch
+            .watch(self.keys.config_cameras(), Some(watching))
+            .await?;
+        // The city's cameras come before any camera is claimed from them.
+        self.follow_catalog(&registry);
+        let mut catalog_changed: Option<Instant> = None;
         let mut look = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -407,7 +446,9 @@ impl Node {
                     Ok(Some(r)) => {
                         for ev in r.events() {
                             if let Some(kv) = ev.kv() {
-                                registry.apply(&self.keys, kv, ev.event_type() == EventType::Delete);
+                                if registry.apply(&self.keys, kv, ev.event_type() == EventType::Delete) {
+                                    catalog_changed = Some(Instant::now());
+                                }
                             }
                         }
                     }
@@ -415,6 +456,10 @@ impl Node {
                     Err(e) => return Ok(e.to_string()),
                 },
                 _ = look.tick() => {
+                    if catalog_changed.is_some_and(|t| t.elapsed() >= CATALOG_QUIET) {
+                        catalog_changed = None;
+                        self.follow_catalog(&registry);
+                    }
                     if let Err(e) = self.reconcile(client, id, &mut registry).await {
                         tracing::warn!("cluster: cannot look at the cameras' owners now: {e}");
                         return Ok(e.to_string());
@@ -422,6 +467,50 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Applies the city's cameras in etcd when they differ from those last seen: the node's
+    /// file completed with them is checked, and sent to the supervisor as a reload would be;
+    /// cameras that do not pass the checks leave the config in force as it is.
+    fn follow_catalog(&mut self, registry: &Registry) {
+        let cameras = registry.catalog();
+        let seen = (!cameras.is_empty()).then_some(cameras);
+        if seen == self.catalog_seen {
+            return;
+        }
+        self.catalog_seen = seen.clone();
+        let config = match &seen {
+            Some(c) => crate::config::city::with_cameras(&self.config, c),
+            None => crate::config::load(&self.config),
+        };
+        let config = match config {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("cluster: the city's cameras in etcd were not applied, this node keeps its config in force:\n{e}");
+                return;
+            }
+        };
+        match &seen {
+            Some(c) => tracing::info!(
+                "cluster: the city's cameras from etcd applied ({} camera(s), {} enabled)",
+                c.len(),
+                config.enabled_cameras().len()
+            ),
+            None => tracing::warn!(
+                "cluster: no cameras in etcd any more: back to the cameras of {}",
+                self.config.display()
+            ),
+        }
+        if let Ok(mut list) = self.cameras.lock() {
+            *list = config.enabled_cameras();
+        }
+        if let Ok(mut v) = self.view.lock() {
+            v.cameras_from_etcd = seen.is_some();
+        }
+        let _ = self.tx.send(Order::Configure {
+            config: Box::new(config),
+            cameras: seen,
+        });
     }
 
     /// Compares who holds what with the placement: lets go of lost cameras, hands over those
@@ -622,13 +711,16 @@ struct Registry {
     nodes: BTreeMap<String, (Option<NodeRecord>, i64)>,
     /// Camera -> its owner and ownership epoch (None once free), revision.
     owners: BTreeMap<String, (Option<(OwnerRecord, i64)>, i64)>,
+    /// Camera -> its `[[cameras]]` text in etcd (None once removed), revision.
+    catalog: BTreeMap<String, (Option<CameraText>, i64)>,
 }
 
 impl Registry {
-    /// Applies a key read or watched under `nodes/` or `owners/`.
-    fn apply(&mut self, keys: &Keys, kv: &KeyValue, deleted: bool) {
+    /// Applies a key read or watched under `nodes/`, `owners/` or `config/cameras/`; true when
+    /// the city's cameras changed.
+    fn apply(&mut self, keys: &Keys, kv: &KeyValue, deleted: bool) -> bool {
         let Ok(key) = kv.key_str() else {
-            return;
+            return false;
         };
         let rev = kv.mod_revision();
         if let Some(node) = keys.tail(&keys.nodes(), key) {
@@ -644,7 +736,24 @@ impl Registry {
                 .flatten()
                 .map(|o| (o, kv.create_revision()));
             self.apply_owner(camera, owner, rev);
+        } else if let Some(camera) = keys.tail(&keys.config_cameras(), key) {
+            if self.catalog.get(camera).is_none_or(|(_, r)| rev > *r) {
+                let text = (!deleted)
+                    .then(|| catalog::camera_text(keys, kv).map(|(c, _)| c))
+                    .flatten();
+                self.catalog.insert(camera.to_string(), (text, rev));
+                return true;
+            }
         }
+        false
+    }
+
+    /// The city's cameras in etcd, in id order.
+    fn catalog(&self) -> Vec<CameraText> {
+        self.catalog
+            .values()
+            .filter_map(|(c, _)| c.clone())
+            .collect()
     }
 
     /// Records a camera's owner (None: free) as of revision `rev`.
@@ -754,7 +863,7 @@ pub async fn status(
     cfg: &ClusterConfig,
     cameras: &[String],
 ) -> Result<ClusterStatus, etcd_client::Error> {
-    let mut client = connect_any(&cfg.etcd, &mut 0, Duration::from_secs(15)).await?;
+    let mut client = connect_any(&cfg.etcd, &mut 0, CLI_WAIT).await?;
     let keys = Keys::new(&cfg.key_prefix);
     // Read the way a node reads them.
     let mut registry = Registry::default();

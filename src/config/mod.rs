@@ -3,6 +3,7 @@
 //! Every error carries the file, line and column of the offending value (`FILE:LINE:COL: message`)
 //! so that `streetwatch check` can point at it like a compiler does.
 
+pub mod city;
 mod locate;
 mod validate;
 
@@ -19,7 +20,7 @@ pub use locate::PathSeg;
 use crate::detector::{Provider, RuntimeOptions};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This node (one running daemon).
@@ -66,6 +67,45 @@ pub struct Config {
     /// Cluster mode: cameras leased from etcd and shared among nodes. Off unless the table is
     /// present; without it the node runs every enabled camera of this file.
     pub cluster: Option<ClusterConfig>,
+}
+
+impl Config {
+    /// Whether every section but the cameras is the same (a reload then leaves the cameras
+    /// whose own table did not change alone).
+    pub fn same_settings(&self, other: &Config) -> bool {
+        // Destructured in full, so a new section cannot be forgotten here.
+        let Config {
+            node,
+            mqtt,
+            storage,
+            detector,
+            tracker,
+            incidents,
+            cameras: _,
+            rules,
+            change,
+            evidence,
+            outbox,
+            http,
+            review,
+            categories,
+            cluster,
+        } = self;
+        *node == other.node
+            && *mqtt == other.mqtt
+            && *storage == other.storage
+            && *detector == other.detector
+            && *tracker == other.tracker
+            && *incidents == other.incidents
+            && *rules == other.rules
+            && *change == other.change
+            && *evidence == other.evidence
+            && *outbox == other.outbox
+            && *http == other.http
+            && *review == other.review
+            && *categories == other.categories
+            && *cluster == other.cluster
+    }
 }
 
 /// `[cluster]`: this node is one of several sharing the city's cameras through etcd.
@@ -120,12 +160,12 @@ impl ClusterConfig {
 }
 
 /// Category code and name per event kind, as configured.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Categories(pub std::collections::BTreeMap<EventKind, CategoryConfig>);
 
 /// One kind's case code and name (数字城管 事件小类).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryConfig {
     /// Code, e.g. `05-05` or a platform's own `0505`.
@@ -237,7 +277,7 @@ fn default_prefix() -> String {
 }
 
 /// Storage locations.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Directory for `ledger.sqlite` and `evidence/`; relative paths are relative to the config file.
@@ -319,7 +359,7 @@ fn default_threads() -> usize {
 }
 
 /// Tracker thresholds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackerConfig {
     /// Detections at or above this score start tracks and take part in the first association pass.
@@ -382,7 +422,7 @@ fn d_move_confirm() -> f64 {
 }
 
 /// Incident lifecycle settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentConfig {
     /// Send an `update` for an open incident this often.
@@ -433,7 +473,7 @@ fn d_resume_max_gap() -> f64 {
 }
 
 /// The review loop (闭环).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewConfig {
     /// After an event is marked `cleared`, the camera decides within this long whether the
@@ -469,7 +509,7 @@ fn d_session_hours() -> f64 {
 }
 
 /// The operator console.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address and port to listen on; loopback by default, so only this machine reaches it.
@@ -490,7 +530,7 @@ fn d_listen() -> String {
 }
 
 /// Bounds of the outbox (event messages stored until the broker acknowledges them).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {
     /// Above this many waiting messages, superseded `update`s are dropped first, then other
@@ -519,7 +559,7 @@ fn d_outbox_age() -> f64 {
 }
 
 /// Evidence photos: where they are written and how long they are kept.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceConfig {
     /// Folder for the photos; default `evidence/` in the storage dir. A separate volume keeps
@@ -552,7 +592,7 @@ fn d_sweep_every() -> f64 {
 }
 
 /// One camera.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Stable id, used in topics and events.
@@ -641,7 +681,7 @@ pub enum DetectRegions {
 }
 
 /// One zone: a polygon on the camera picture with a rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     /// Id unique within the camera.
@@ -867,16 +907,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 /// Parses and validates config text that came from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     let locator = locate::Locator::new(path, text);
-    let config: Config = toml_edit::de::from_str(text).map_err(|e| {
-        let offset = e.span().map(|s| s.start).unwrap_or(0);
-        let message = explain(e.message().trim());
-        // Name the field, as the semantic checks do: serde's message alone does not say which.
-        let message = match locator.path_at(offset) {
-            Some(path) => format!("{path}: {message}"),
-            None => message,
-        };
-        ConfigErrors(vec![locator.error_at(offset, message)])
-    })?;
+    let config: Config = deserialize(&locator, text).map_err(|e| ConfigErrors(vec![e]))?;
     let loaded = LoadedConfig {
         config,
         path: path.to_path_buf(),
@@ -892,6 +923,48 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedConfig, ConfigErrors> {
         errors.sort_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(errors))
     }
+}
+
+/// Writes `text` over `path` atomically (temporary file, fsync, rename), keeping `old` (the
+/// file's previous text, if any) as `path.bak`; returns the backup's path.
+pub fn write_atomically(
+    path: &Path,
+    old: Option<&str>,
+    text: &str,
+) -> Result<Option<PathBuf>, String> {
+    use std::io::Write;
+    let with = |ext: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let (backup, tmp) = (with(".bak"), with(".tmp"));
+    let err = |what: &Path, e: std::io::Error| format!("cannot write {}: {e}", what.display());
+    if let Some(old) = old {
+        std::fs::write(&backup, old).map_err(|e| err(&backup, e))?;
+    }
+    let mut f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| err(&tmp, e))?;
+    f.sync_all().map_err(|e| err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(path, e))?;
+    Ok(old.map(|_| backup))
+}
+
+/// Deserializes config text, locating a type error or unknown field by line, column and path.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    locator: &locate::Locator,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml_edit::de::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let message = explain(e.message().trim());
+        // Name the field, as the semantic checks do: serde's message alone does not say which.
+        let message = match locator.path_at(offset) {
+            Some(path) => format!("{path}: {message}"),
+            None => message,
+        };
+        locator.error_at(offset, message)
+    })
 }
 
 /// Words a serde message in the operator's terms: Rust type names become what to write, and an
@@ -950,7 +1023,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Settings shared by the rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Labels that hint at a stall when a person stays by them (COCO names by default).

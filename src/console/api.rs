@@ -61,6 +61,7 @@ pub async fn cluster(
             "nodes": status.nodes,
             "owners": status.owners,
             "unowned": status.unowned,
+            "cameras_from": if c.catalog.get().is_some_and(|k| k.in_use()) { "etcd" } else { "file" },
         }))
         .into_response(),
         Err(e) => super::problem(

@@ -93,6 +93,9 @@ pub struct Console {
     https: bool,
     /// In a cluster: what this node knows of it (set once the node has joined).
     pub cluster: std::sync::OnceLock<Arc<Mutex<crate::cluster::ClusterView>>>,
+    /// In a cluster: the city's cameras in etcd, where the zone editor saves when they are in
+    /// use.
+    pub catalog: std::sync::OnceLock<Arc<crate::cluster::Catalog>>,
 }
 
 /// Why the console cannot start.
@@ -166,6 +169,7 @@ impl Console {
             edit: tokio::sync::Mutex::new(()),
             https: http.tls_cert_file.is_some(),
             cluster: std::sync::OnceLock::new(),
+            catalog: std::sync::OnceLock::new(),
         })
     }
 

@@ -2,8 +2,11 @@
 //! camera's `[[cameras.zones]]`; comments, order and every other section stay as written),
 //! checked with the same checks as `streetwatch check`, written atomically with the previous
 //! version kept as `FILE.bak`, and applied to the running camera without a restart.
+//!
+//! In a cluster whose cameras live in etcd (`cluster import`), the camera's text in etcd is
+//! edited instead, under a check that nobody changed it meanwhile; every node follows the
+//! change, and the one that runs the camera applies it.
 
-use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -76,6 +79,9 @@ pub async fn save(
         }
     };
     let _one_at_a_time = c.edit.lock().await;
+    if let Some(catalog) = c.catalog.get().filter(|k| k.in_use()) {
+        return save_in_cluster(&c, catalog, &camera, &body.zones).await;
+    }
     let path = c.loaded().path;
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -92,15 +98,10 @@ pub async fn save(
     };
     // The same checks as `streetwatch check`, on the text about to be written.
     if let Err(errors) = crate::config::parse(&path, &edited) {
-        let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "error": "the zones do not pass the config checks; nothing was saved", "errors": list })),
-        )
-            .into_response();
+        return refused(&errors);
     }
-    let backup = match write_atomically(&path, &text, &edited) {
-        Ok(b) => b,
+    let backup = match crate::config::write_atomically(&path, Some(&text), &edited) {
+        Ok(b) => b.unwrap_or_default(),
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -126,6 +127,62 @@ pub async fn save(
             StatusCode::SERVICE_UNAVAILABLE,
             "saved, but the node is shutting down",
         ),
+    }
+}
+
+/// 422 with every problem the checks found; nothing was saved.
+fn refused(errors: &crate::config::ConfigErrors) -> Response {
+    let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(serde_json::json!({ "error": "the zones do not pass the config checks; nothing was saved", "errors": list })),
+    )
+        .into_response()
+}
+
+/// Saves a camera's zones to its text in etcd; the node that runs it applies them.
+async fn save_in_cluster(
+    c: &Console,
+    catalog: &crate::cluster::Catalog,
+    camera: &str,
+    zones: &[ZoneEdit],
+) -> Response {
+    use crate::cluster::CatalogError;
+    let unavailable = |e: CatalogError| problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    let (mut stored, revision) = match catalog.camera(camera).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                format!("no camera {camera:?} among the city's cameras in etcd"),
+            )
+        }
+        Err(e) => return unavailable(e),
+    };
+    stored.text = match edit_zones(&stored.text, camera, zones) {
+        Ok(t) => t,
+        Err((status, why)) => return problem(status, why),
+    };
+    // The node's file with this camera, through the checks every node will apply.
+    let path = c.loaded().path;
+    if let Err(errors) = crate::config::city::with_cameras(&path, std::slice::from_ref(&stored)) {
+        return refused(&errors);
+    }
+    match catalog.save(&stored, revision).await {
+        Ok(revision) => {
+            tracing::info!(
+                camera,
+                "zones saved from the console to etcd (revision {revision})"
+            );
+            Json(serde_json::json!({
+                "saved": stored.source,
+                "revision": revision,
+                "message": format!("Saved to {} (revision {revision}); the node that runs the camera applies it within a few seconds.", stored.source),
+            }))
+            .into_response()
+        }
+        Err(e @ CatalogError::Changed(_)) => problem(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -189,26 +246,6 @@ fn edit_zones(
     }
     table.insert("zones", Item::ArrayOfTables(new));
     Ok(doc.to_string())
-}
-
-/// Writes `edited` over `path` atomically (temporary file, fsync, rename), keeping `old` as
-/// `path.bak`; returns the backup's path.
-fn write_atomically(path: &FsPath, old: &str, edited: &str) -> Result<std::path::PathBuf, String> {
-    use std::io::Write;
-    let with = |ext: &str| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(ext);
-        std::path::PathBuf::from(p)
-    };
-    let (backup, tmp) = (with(".bak"), with(".tmp"));
-    let err =
-        |what: &std::path::Path, e: std::io::Error| format!("cannot write {}: {e}", what.display());
-    std::fs::write(&backup, old).map_err(|e| err(&backup, e))?;
-    let mut f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
-    f.write_all(edited.as_bytes()).map_err(|e| err(&tmp, e))?;
-    f.sync_all().map_err(|e| err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, e))?;
-    Ok(backup)
 }
 
 #[cfg(test)]

@@ -155,6 +155,9 @@ pub struct Supervisor {
     /// In a cluster: the custody every camera asks before writing; cameras start only when
     /// the cluster gives them to this node.
     custody: Option<Arc<dyn Custody>>,
+    /// In a cluster whose cameras live in etcd: those cameras, which replace the file's own
+    /// at every reload.
+    city_cameras: Option<Vec<crate::config::city::CameraText>>,
 }
 
 impl Supervisor {
@@ -194,6 +197,7 @@ impl Supervisor {
             live,
             ledger,
             custody,
+            city_cameras: None,
         };
         if s.custody.is_none() {
             let cams: Vec<CameraConfig> = s.loaded.config.cameras.clone();
@@ -339,7 +343,28 @@ impl Supervisor {
     /// Re-reads the config file: a bad config is refused (and the old one stays); a good one
     /// is applied camera by camera, reconnecting only cameras whose stream settings changed.
     pub fn reload(&mut self) -> Result<ReloadSummary, String> {
-        let new = crate::config::load(&self.loaded.path).map_err(|e| e.to_string())?;
+        let path = &self.loaded.path;
+        let new = match &self.city_cameras {
+            Some(cameras) => crate::config::city::with_cameras(path, cameras),
+            None => crate::config::load(path),
+        };
+        Ok(self.apply(new.map_err(|e| e.to_string())?))
+    }
+
+    /// Applies a config the cluster made from the city's cameras in etcd (`cameras`; None: the
+    /// file's own), as a reload does; later reloads of the file keep those cameras.
+    pub fn configure(
+        &mut self,
+        new: LoadedConfig,
+        cameras: Option<Vec<crate::config::city::CameraText>>,
+    ) -> ReloadSummary {
+        self.city_cameras = cameras;
+        self.apply(new)
+    }
+
+    /// Puts a checked config in force camera by camera, reconnecting only cameras whose
+    /// stream settings changed.
+    fn apply(&mut self, new: LoadedConfig) -> ReloadSummary {
         let (old, now) = (&self.loaded.config, &new.config);
         for (section, same) in [
             ("mqtt", now.mqtt == old.mqtt),
@@ -354,6 +379,7 @@ impl Supervisor {
         let mut summary = ReloadSummary::default();
         // One copy for every camera, not one each.
         let shared = Arc::new(new.clone());
+        let same_settings = old.same_settings(now);
         let old_ids: Vec<String> = self.cameras.keys().cloned().collect();
         let mut joins = Vec::new();
         for id in &old_ids {
@@ -367,6 +393,8 @@ impl Supervisor {
                     joins.extend(self.stop_camera(id, false));
                     summary.restarted.push(id.clone());
                 }
+                // Nothing of this camera changed: its zones' state (armed, dwell) stays.
+                Some(c) if same_settings && *c == self.cameras[id].config => {}
                 Some(c) => {
                     if let Some(running) = self.cameras.get_mut(id) {
                         running.config = c.clone();
@@ -396,7 +424,7 @@ impl Supervisor {
                 self.start_camera(cam, None);
             }
         }
-        Ok(summary)
+        summary
     }
 
     /// Handles a command from the command center; what cannot be done is answered on the

@@ -1,7 +1,7 @@
 //! Cluster mode end to end, with real processes on loopback: a 3-member etcd cluster (Debian's
 //! etcd-server), PostgreSQL from its own initdb, mosquitto, a subscriber with a persistent
-//! session, and 3 streetwatch nodes sharing 7 real-time file cameras: two parked cars, a car that
-//! parks and leaves, four empty streets.
+//! session, and 3 streetwatch nodes sharing 7 real-time file cameras: two parked cars, a corner
+//! where garbage is dumped and cleared, four empty streets.
 //!
 //! 1. Every camera is run by exactly one node, and its retained status names that node.
 //! 2. The node running a parked car is killed (SIGKILL): its cameras are online on the others
@@ -15,9 +15,9 @@
 //!    (duplicates are exact copies), one `new` per event, each event's seq contiguous;
 //!    `report --ledger postgres://…` by grid counts what the test counted.
 //!
-//! Between 1 and 2, history follows a camera: a car parks and leaves on one node, the camera
-//! moves (its node stops), and the next car there is counted as a relapse on the new node, its
-//! history read from the PostgreSQL city ledger.
+//! Between 1 and 2, history follows a camera: a pile is dumped and cleared on one node, the
+//! camera moves (its node stops), and the next pile there is counted as a relapse on the new
+//! node, its history read from the PostgreSQL city ledger.
 
 mod support;
 
@@ -301,25 +301,30 @@ const CAMERAS: [&str; 7] = [
 struct Clips {
     parked: PathBuf,
     empty: PathBuf,
-    leaving: PathBuf,
+    pile: PathBuf,
+}
+
+/// 60 s of the garbage-relapse corner with one pile of bags dumped at 3 s and cleared at 25 s
+/// (one event that ends, so the next pile there, when the clip starts again, is a relapse).
+fn render_pile(dir: &Path) -> PathBuf {
+    let scenario = support::root().join("configs/scenarios/garbage-relapse.toml");
+    let mut sc = compose::load_scenario(&scenario).unwrap_or_else(|e| panic!("{e}"));
+    sc.name = "pile".into();
+    sc.duration_seconds = 60.0;
+    sc.objects.retain(|o| o.id == "pile-1");
+    sc.objects[0].path = vec![[3.0, 0.55, 0.92], [25.0, 0.55, 0.92]];
+    let clip = dir.join("pile.mp4");
+    compose::render(&sc, &clip).unwrap_or_else(|e| panic!("{e}"));
+    clip
 }
 
 impl Clips {
-    /// A car parked from the first frame; an empty street; a car parked for 20 s, then gone
-    /// (one event that ends, so the next car there is a relapse).
+    /// A car parked from the first frame; an empty street; a pile dumped and cleared.
     fn render(dir: &Path) -> Self {
         Self {
             parked: render(dir, "parked", Some(vec![[0.0, 0.33, 0.86]])),
             empty: render(dir, "empty", None),
-            leaving: render(
-                dir,
-                "leaving",
-                Some(vec![
-                    [0.0, 0.33, 0.86],
-                    [20.0, 0.33, 0.86],
-                    [23.0, 1.25, 0.86],
-                ]),
-            ),
+            pile: render_pile(dir),
         }
     }
 }
@@ -338,10 +343,10 @@ fn write_config(
 ) {
     let mut text = node_text(node, broker, etcd, Some(city), console);
     for cam in CAMERAS {
-        let clip = match cam {
-            "cam-relapse" => &clips.leaving,
-            c if c.starts_with("cam-park") => &clips.parked,
-            _ => &clips.empty,
+        let (clip, kind) = match cam {
+            "cam-relapse" => (&clips.pile, "garbage_watch"),
+            c if c.starts_with("cam-park") => (&clips.parked, "no_parking"),
+            _ => (&clips.empty, "no_parking"),
         };
         text.push_str(&format!(
             r#"
@@ -353,7 +358,7 @@ pace = 1.0
 repeat = true
   [[cameras.zones]]
   id = "south-strip"
-  kind = "no_parking"
+  kind = "{kind}"
   polygon = [[0.05, 0.62], [0.95, 0.62], [0.95, 0.99], [0.05, 0.99]]
   dwell_seconds = 5.0
   grid = "第八网格"
@@ -605,9 +610,9 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
         }
     }
 
-    // 1b. History follows the camera. cam-relapse's car parks and leaves: its event ends. Its
-    // node stops (a clean hand-over); on the node that takes the camera the car parks there
-    // again, and the new event counts the first and is a relapse, as on one node.
+    // 1b. History follows the camera. A pile is dumped on cam-relapse's corner and cleared: its
+    // event ends. Its node stops (a clean hand-over); on the node that takes the camera the
+    // corner fills again, and the new event counts the first and is a relapse, as on one node.
     let relapse_events = |r: &[Received]| -> Vec<Value> {
         events(r)
             .into_iter()
@@ -625,6 +630,7 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
         .into_iter()
         .find(|m| m["type"] == "new")
         .unwrap();
+    assert_eq!(first["kind"], "exposed_garbage", "{first:#}");
     assert_eq!(first["recurrence"]["count_7d"], 0);
     let relapse_node = placed["cam-relapse"].0.clone();
     daemons.get_mut(relapse_node.as_str()).unwrap().stop();
@@ -645,6 +651,7 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
         second["recurrence"]["count_7d"], 1,
         "the history did not follow cam-relapse to {moved_to}: {second:#}"
     );
+    assert_eq!(second["kind"], "exposed_garbage", "{second:#}");
     assert_eq!(second["recurrence"]["relapse"], true, "{second:#}");
     assert_eq!(
         second["recurrence"]["previous_end"],
@@ -1046,6 +1053,8 @@ url = "{broker}"
 dir = "data-{node}"
 [incidents]
 end_after_seconds = 10
+[change]
+static_seconds = 5
 [cluster]
 etcd = [{endpoints}]
 lease_ttl_seconds = {TTL}

@@ -7,8 +7,10 @@
 //! `(event_id, seq)`, and marks them shipped only once PostgreSQL committed them. A node cut off
 //! from PostgreSQL catches up when it is back; nothing lands twice.
 //!
-//! Only messages are stored: the incidents, their evidence records and state changes follow
-//! from them exactly as a node's own ledger derives them (`Ledger::record`).
+//! Messages and review changes are stored: the incidents, their evidence records and state
+//! changes follow from the messages exactly as a node's own ledger derives them
+//! (`Ledger::record`), and an event's review state from its review changes. Evidence files
+//! stay on the node that took them; the messages name them.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +22,7 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use crate::config::{ClusterConfig, LoadedConfig};
 use crate::event::{parse_time, EventMessage};
-use crate::ledger::{Ledger, ShipRow};
+use crate::ledger::{Ledger, ReviewRecord, ShipRow};
 
 /// The city ledger's tables; created by the first node that connects.
 const SCHEMA: &str = "
@@ -39,7 +41,52 @@ CREATE TABLE IF NOT EXISTS streetwatch_messages (
 );
 CREATE INDEX IF NOT EXISTS streetwatch_messages_place
     ON streetwatch_messages (camera, start_ms);
+CREATE TABLE IF NOT EXISTS streetwatch_reviews (
+    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    by_name TEXT NOT NULL,
+    by_role TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    reason TEXT,
+    note TEXT NOT NULL,
+    unit TEXT,
+    due TEXT,
+    photo_path TEXT,
+    shipped_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (event_id, seq)
+);
 ";
+
+/// A camera's recent past in the city ledger, read by the node that takes the camera.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The latest message of each event (JSON).
+    pub messages: Vec<String>,
+    /// Those events' review changes.
+    pub reviews: Vec<ReviewRecord>,
+}
+
+/// What a shipper sends in one transaction.
+#[derive(Debug, Default)]
+pub struct Shipment {
+    /// Messages not yet shipped.
+    pub messages: Vec<ShipRow>,
+    /// Review changes not yet shipped.
+    pub reviews: Vec<ReviewRecord>,
+}
+
+impl Shipment {
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.reviews.is_empty()
+    }
+}
+
+/// The columns of a review change, in `streetwatch_reviews`'s order after event_id, seq, node.
+const REVIEW_COLUMNS: &str =
+    "at_ms, by_name, by_role, from_state, to_state, reason, note, unit, due, photo_path";
 
 /// How long a stopping node keeps shipping what waits.
 const DRAIN_AT_STOP: Duration = Duration::from_secs(5);
@@ -170,9 +217,9 @@ impl CityLedger {
         postgres_error(&self.url, e)
     }
 
-    /// Stores messages of `node`; those already there (same event id and seq) are left as
-    /// they are, so sending a batch twice changes nothing.
-    pub async fn ship(&mut self, node: &str, rows: &[ShipRow]) -> Result<(), CityError> {
+    /// Stores messages and review changes of `node`; those already there (same event id and
+    /// seq) are left as they are, so sending a batch twice changes nothing.
+    pub async fn ship(&mut self, node: &str, batch: &Shipment) -> Result<(), CityError> {
         let url = self.url.clone();
         let failed = |e: tokio_postgres::Error| postgres_error(&url, e);
         let tx = self.client.transaction().await.map_err(failed)?;
@@ -185,7 +232,7 @@ impl CityLedger {
             )
             .await
             .map_err(failed)?;
-        for r in rows {
+        for r in &batch.messages {
             let start_ms = serde_json::from_str::<EventMessage>(&r.payload)
                 .ok()
                 .and_then(|m| parse_time(&m.start_time))
@@ -204,52 +251,129 @@ impl CityLedger {
             ];
             tx.execute(&insert, &values).await.map_err(failed)?;
         }
+        let insert = tx
+            .prepare(&format!(
+                "INSERT INTO streetwatch_reviews (event_id, seq, node, {REVIEW_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 ON CONFLICT (event_id, seq) DO NOTHING"
+            ))
+            .await
+            .map_err(failed)?;
+        for r in &batch.reviews {
+            let (seq, at_ms) = (r.seq as i32, r.at.timestamp_millis());
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+                &r.event_id,
+                &seq,
+                &node,
+                &at_ms,
+                &r.by,
+                &r.role,
+                &r.from,
+                &r.to,
+                &r.reason,
+                &r.note,
+                &r.unit,
+                &r.due,
+                &r.photo_path,
+            ];
+            tx.execute(&insert, &values).await.map_err(failed)?;
+        }
         tx.commit().await.map_err(failed)
     }
 
-    /// The latest message of each event of `camera` that started at or after `since`: its
-    /// history, for recurrence counts and relapse flags on the node that takes it.
-    pub async fn history(
+    /// The review changes of the events `events_where` selects from `streetwatch_messages`.
+    async fn reviews_of(
         &self,
-        camera: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<String>, CityError> {
+        events_where: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<ReviewRecord>, CityError> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT event_id, seq, {REVIEW_COLUMNS} FROM streetwatch_reviews
+                     WHERE event_id IN (SELECT event_id FROM streetwatch_messages WHERE {events_where})
+                     ORDER BY event_id, seq"
+                ),
+                args,
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| ReviewRecord {
+                event_id: r.get(0),
+                seq: r.get::<_, i32>(1) as u32,
+                at: DateTime::from_timestamp_millis(r.get(2)).unwrap_or_default(),
+                by: r.get(3),
+                role: r.get(4),
+                from: r.get(5),
+                to: r.get(6),
+                reason: r.get(7),
+                note: r.get(8),
+                unit: r.get(9),
+                due: r.get(10),
+                photo_path: r.get(11),
+            })
+            .collect())
+    }
+
+    /// The latest message of each event of `camera` that started at or after `since`, and
+    /// their review changes: its history, for recurrence counts, relapse flags and review
+    /// states on the node that takes it.
+    pub async fn history(&self, camera: &str, since: DateTime<Utc>) -> Result<History, CityError> {
+        let since_ms = since.timestamp_millis();
         let rows = self
             .client
             .query(
                 "SELECT DISTINCT ON (event_id) payload FROM streetwatch_messages
                  WHERE camera = $1 AND start_ms >= $2 ORDER BY event_id, seq DESC",
-                &[&camera, &since.timestamp_millis()],
+                &[&camera, &since_ms],
             )
             .await
             .map_err(|e| self.failed(e))?;
-        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        let reviews = self
+            .reviews_of("camera = $1 AND start_ms >= $2", &[&camera, &since_ms])
+            .await?;
+        Ok(History {
+            messages: rows.iter().map(|r| r.get::<_, String>(0)).collect(),
+            reviews,
+        })
     }
 
-    /// Every message whose event started in `[since, until)`, by event and seq.
+    /// Every message whose event started in `[since, until)`, by event and seq, and those
+    /// events' review changes.
     pub async fn messages_between(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<Vec<String>, CityError> {
+    ) -> Result<History, CityError> {
+        let (since, until) = (since.timestamp_millis(), until.timestamp_millis());
         let rows = self
             .client
             .query(
                 "SELECT payload FROM streetwatch_messages WHERE start_ms >= $1 AND start_ms < $2
                  ORDER BY event_id, seq",
-                &[&since.timestamp_millis(), &until.timestamp_millis()],
+                &[&since, &until],
             )
             .await
             .map_err(|e| self.failed(e))?;
-        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        let reviews = self
+            .reviews_of("start_ms >= $1 AND start_ms < $2", &[&since, &until])
+            .await?;
+        Ok(History {
+            messages: rows.iter().map(|r| r.get::<_, String>(0)).collect(),
+            reviews,
+        })
     }
 }
 
-/// Records messages (JSON) into a ledger as a node would have, skipping those already there;
-/// they count as shipped (they came from the city ledger). Returns how many were added.
-pub fn record_into(ledger: &Ledger, payloads: &[String]) -> Result<usize, CityError> {
+/// Records messages (JSON) and review changes into a ledger as a node would have, skipping
+/// those already there; they count as shipped (they came from the city ledger). Returns how
+/// many messages and review changes were added.
+pub fn record_into(ledger: &Ledger, history: &History) -> Result<(usize, usize), CityError> {
     let mut added = 0;
-    for payload in payloads {
+    for payload in &history.messages {
         let Ok(msg) = serde_json::from_str::<EventMessage>(payload) else {
             tracing::warn!("unreadable message in the city ledger: {payload}");
             continue;
@@ -267,7 +391,11 @@ pub fn record_into(ledger: &Ledger, payloads: &[String]) -> Result<usize, CityEr
         ledger.mark_shipped(&[(msg.event_id.clone(), msg.seq)])?;
         added += 1;
     }
-    Ok(added)
+    let mut reviews = 0;
+    for r in &history.reviews {
+        reviews += usize::from(ledger.import_review(r)?);
+    }
+    Ok((added, reviews))
 }
 
 /// Copies the city ledger's events that started in `[since, until)` into a fresh local ledger
@@ -285,12 +413,12 @@ pub fn mirror(
             url: address.url.clone(),
             why: format!("cannot start a runtime: {e}"),
         })?;
-    let messages = rt.block_on(async {
+    let history = rt.block_on(async {
         let city = address.connect().await?;
         city.messages_between(since, until).await
     })?;
     let ledger = Ledger::open(dir)?;
-    record_into(&ledger, &messages)?;
+    record_into(&ledger, &history)?;
     Ok(dir.join("ledger.sqlite"))
 }
 
@@ -335,15 +463,19 @@ pub fn spawn_shipper(
                         break;
                     }
                 }
-                let rows = match ledger.unshipped(BATCH) {
-                    Ok(r) => r,
+                let waiting = ledger.unshipped(BATCH).and_then(|messages| {
+                    let reviews = ledger.unshipped_reviews(BATCH)?;
+                    Ok(Shipment { messages, reviews })
+                });
+                let batch = match waiting {
+                    Ok(b) => b,
                     Err(e) => {
                         tracing::error!("city ledger: {e}");
                         sleep_unless(&stop, backoff);
                         continue;
                     }
                 };
-                if rows.is_empty() {
+                if batch.is_empty() {
                     if drain_until.is_some() {
                         break;
                     }
@@ -359,8 +491,9 @@ pub fn spawn_shipper(
                         }
                         Err(e) => {
                             tracing::warn!(
-                                "{e}; {} or more message(s) wait in this node's ledger, retrying in {backoff:?}",
-                                rows.len()
+                                "{e}; {} or more message(s) and {} review change(s) wait in this node's ledger, retrying in {backoff:?}",
+                                batch.messages.len(),
+                                batch.reviews.len()
                             );
                             sleep_unless(&stop, backoff);
                             backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -371,15 +504,20 @@ pub fn spawn_shipper(
                 let Some(c) = city.as_mut() else {
                     continue;
                 };
-                match rt.block_on(c.ship(&node, &rows)) {
+                match rt.block_on(c.ship(&node, &batch)) {
                     Ok(()) => {
-                        let keys: Vec<(String, u32)> =
-                            rows.iter().map(|r| (r.event_id.clone(), r.seq)).collect();
-                        if let Err(e) = ledger.mark_shipped(&keys) {
+                        let messages: Vec<(String, u32)> =
+                            batch.messages.iter().map(|r| (r.event_id.clone(), r.seq)).collect();
+                        let reviews: Vec<(String, u32)> =
+                            batch.reviews.iter().map(|r| (r.event_id.clone(), r.seq)).collect();
+                        if let Err(e) = ledger
+                            .mark_shipped(&messages)
+                            .and_then(|()| ledger.mark_reviews_shipped(&reviews))
+                        {
                             tracing::error!("city ledger: shipped but not marked (sent again later, harmless): {e}");
                         }
-                        shipped_total += rows.len();
-                        tracing::debug!("city ledger: {shipped_total} message(s) shipped");
+                        shipped_total += batch.messages.len() + batch.reviews.len();
+                        tracing::debug!("city ledger: {shipped_total} message(s) and review change(s) shipped");
                     }
                     Err(e) => {
                         tracing::warn!("{e}; retrying in {backoff:?}");

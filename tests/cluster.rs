@@ -225,10 +225,11 @@ impl Postgres {
     }
 
     /// `(event_id, seq)` -> payload of every message in the city ledger.
-    fn messages(&self) -> BTreeMap<(String, u64), String> {
+    /// The rows of a query, each as its columns' text (tab-separated by psql; the last
+    /// column may hold tabs).
+    fn query(&self, sql: &str, columns: usize) -> Vec<Vec<String>> {
         let out = Command::new("psql")
-            .args([&self.url(), "-At", "-F", "\t", "-c"])
-            .arg("SELECT event_id, seq, payload FROM streetwatch_messages")
+            .args([&self.url(), "-At", "-F", "\t", "-c", sql])
             .output()
             .unwrap();
         assert!(
@@ -239,12 +240,14 @@ impl Postgres {
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
-            .map(|l| {
-                let mut f = l.splitn(3, '\t');
-                let id = f.next().unwrap().to_string();
-                let seq = f.next().unwrap().parse().unwrap();
-                ((id, seq), f.next().unwrap().to_string())
-            })
+            .map(|l| l.splitn(columns, '\t').map(String::from).collect())
+            .collect()
+    }
+
+    fn messages(&self) -> BTreeMap<(String, u64), String> {
+        self.query("SELECT event_id, seq, payload FROM streetwatch_messages", 3)
+            .into_iter()
+            .map(|r| ((r[0].clone(), r[1].parse().unwrap()), r[2].clone()))
             .collect()
     }
 }
@@ -427,7 +430,7 @@ fn statuses(received: &[Received], after: Instant) -> BTreeMap<String, Value> {
 fn events(received: &[Received]) -> Vec<Value> {
     received
         .iter()
-        .filter(|m| m.topic.starts_with("streetwatch/events/"))
+        .filter(|m| m.topic.starts_with("streetwatch/events/") && !m.topic.ends_with("/set"))
         .map(|m| m.json())
         .collect()
 }
@@ -701,6 +704,25 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
             .max()
             .unwrap()
     };
+    // The command center confirms the car's event; only the node running the camera answers.
+    let review_set = format!("streetwatch/events/{id1}/review/set");
+    let reviews_of = |id: &str, r: &[Received]| -> Vec<Value> {
+        r.iter()
+            .filter(|m| m.topic.starts_with("streetwatch/reviews/") && m.json()["event_id"] == id)
+            .map(Received::json)
+            .collect()
+    };
+    support::publish(
+        broker.port,
+        &review_set,
+        r#"{"state": "confirmed", "by": "指挥中心", "note": "占道停车"}"#,
+    );
+    assert!(
+        sub.wait_until(Duration::from_secs(15), |r| !reviews_of(&id1, r).is_empty()),
+        "nobody confirmed {id1}"
+    );
+    // Shipped to the city ledger within a moment (the shipper looks twice a second).
+    std::thread::sleep(Duration::from_secs(2));
     let seq_before_kill = last_seq(&id1);
     daemons.get_mut(victim.as_str()).unwrap().kill();
     let killed_at = Instant::now();
@@ -739,6 +761,38 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
     assert_eq!(next["type"], "update");
     assert_eq!(next["start_time"], park1["start_time"]);
     println!("killed {victim}: its cameras online elsewhere after {took_over:?}");
+    // The review state followed the camera: the node that carries the event on dispatches it
+    // from `confirmed`, as the dead node would have.
+    support::publish(
+        broker.port,
+        &review_set,
+        r#"{"state": "dispatched", "by": "指挥中心", "unit": "第三执法中队"}"#,
+    );
+    assert!(
+        sub.wait_until(Duration::from_secs(15), |r| reviews_of(&id1, r)
+            .iter()
+            .any(|m| m["state"] == "dispatched")),
+        "nobody dispatched {id1}"
+    );
+    let changes = reviews_of(&id1, &sub.all());
+    assert_eq!(
+        changes.len(),
+        2,
+        "one answer per change, from one node: {changes:#?}"
+    );
+    assert_eq!(changes[1]["from"], "confirmed", "{changes:#?}");
+    assert_eq!(changes[1]["seq"], 2, "{changes:#?}");
+    // Nodes that do not run the camera said nothing.
+    let errors: Vec<Received> = sub
+        .all()
+        .into_iter()
+        .filter(|m| m.topic.ends_with("/errors"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{:#?}",
+        errors.iter().map(Received::text).collect::<Vec<_>>()
+    );
 
     // 3. Freeze a node holding cameras for twice the TTL.
     let frozen = moved["cam-park-2"].0.clone();
@@ -962,6 +1016,20 @@ fn cameras_are_shared_fenced_and_carried_on_across_nodes() {
         .filter(|m| m[0]["recurrence"]["relapse"] == true)
         .count();
     assert_eq!(grid["relapses"], relapses as u64, "{grid:#}");
+    // The review changes are in the city ledger, each from the node that made it, and the
+    // city report counts the confirmed, dispatched event.
+    let reviews = city.query(
+        &format!("SELECT seq, to_state, node FROM streetwatch_reviews WHERE event_id = '{id1}' ORDER BY seq"),
+        3,
+    );
+    let want = [
+        ["1", "confirmed", victim.as_str()],
+        ["2", "dispatched", moved["cam-park-1"].0.as_str()],
+    ];
+    assert_eq!(reviews, want.map(|r| r.map(String::from).to_vec()).to_vec());
+    assert_eq!(grid["reviewed"], 1, "{grid:#}");
+    assert_eq!(grid["confirmed"], 1, "{grid:#}");
+    assert!(grid["median_minutes_to_dispatch"].is_number(), "{grid:#}");
     sub.assert_payloads_valid();
 }
 

@@ -62,7 +62,7 @@ pub enum Order {
         held: Vec<String>,
         /// The camera's recent history from the city ledger (latest message of each event);
         /// None when the city ledger could not be read.
-        history: Option<Vec<String>>,
+        history: Option<crate::city::History>,
     },
     /// Stop a camera for a hand-over, leaving its open events open for the next node; answer
     /// on `done` once it has stopped.
@@ -330,9 +330,9 @@ impl Node {
 
     /// The camera's recent events from the city ledger (None when it cannot be read; an empty
     /// list without a city ledger).
-    async fn history(&mut self, camera: &str) -> Option<Vec<String>> {
+    async fn history(&mut self, camera: &str) -> Option<crate::city::History> {
         let Some(address) = &self.city else {
-            return Some(Vec::new());
+            return Some(crate::city::History::default());
         };
         // After a failure, cameras taken in the next half minute start at once with their
         // history partial, instead of each waiting for PostgreSQL in turn.

@@ -23,7 +23,7 @@ fn status_of(e: &ReviewError) -> StatusCode {
     match e {
         ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
         ReviewError::Forbidden(_) => StatusCode::FORBIDDEN,
-        ReviewError::Conflict(_) => StatusCode::CONFLICT,
+        ReviewError::Conflict(_) | ReviewError::Elsewhere(_) => StatusCode::CONFLICT,
         ReviewError::Invalid(_) => StatusCode::BAD_REQUEST,
         ReviewError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -235,13 +235,21 @@ impl Ledger {
 
     /// Marks messages as in the city ledger.
     pub fn mark_shipped(&self, keys: &[(String, u32)]) -> Result<(), LedgerError> {
+        self.set_shipped("messages", keys)
+    }
+
+    /// Marks rows of `table` (`messages` or `reviews`, keyed by event id and seq) as in the
+    /// city ledger.
+    pub(super) fn set_shipped(
+        &self,
+        table: &str,
+        keys: &[(String, u32)],
+    ) -> Result<(), LedgerError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let sql = format!("UPDATE {table} SET shipped = 1 WHERE event_id = ?1 AND seq = ?2");
         for (event_id, seq) in keys {
-            tx.execute(
-                "UPDATE messages SET shipped = 1 WHERE event_id = ?1 AND seq = ?2",
-                params![event_id, seq],
-            )
-            .map_err(|e| self.err(e))?;
+            tx.execute(&sql, params![event_id, seq])
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }

@@ -257,6 +257,54 @@ impl Ledger {
         )
     }
 
+    /// Review changes not yet in the city ledger, oldest first, `limit` at most.
+    pub fn unshipped_reviews(&self, limit: usize) -> Result<Vec<ReviewRecord>, LedgerError> {
+        self.reviews_where("shipped = 0 ORDER BY id LIMIT ?1", params![limit as i64])
+    }
+
+    /// Marks review changes as in the city ledger.
+    pub fn mark_reviews_shipped(&self, keys: &[(String, u32)]) -> Result<(), LedgerError> {
+        self.set_shipped("reviews", keys)
+    }
+
+    /// Records a review change made on another node (from the city ledger) unless it is here
+    /// already; the event's review state follows its latest change. True when it was added.
+    pub fn import_review(&self, r: &ReviewRecord) -> Result<bool, LedgerError> {
+        let added = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO reviews (event_id, seq, at_ms, by_name, by_role, from_state,
+                    to_state, reason, note, unit, due, photo_path, shipped)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1)",
+                params![
+                    r.event_id,
+                    r.seq,
+                    r.at.timestamp_millis(),
+                    r.by,
+                    r.role,
+                    r.from,
+                    r.to,
+                    r.reason,
+                    r.note,
+                    r.unit,
+                    r.due,
+                    r.photo_path,
+                ],
+            )
+            .map_err(|e| self.err(e))?
+            == 1;
+        if added {
+            self.conn
+                .execute(
+                    "UPDATE incidents SET review_state = ?2 WHERE event_id = ?1
+                     AND NOT EXISTS (SELECT 1 FROM reviews WHERE event_id = ?1 AND seq > ?3)",
+                    params![r.event_id, r.to, r.seq],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(added)
+    }
+
     fn reviews_where(
         &self,
         condition: &str,

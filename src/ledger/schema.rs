@@ -161,4 +161,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN shipped INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX messages_unshipped ON messages (shipped) WHERE shipped = 0;
 "#,
+    // v6: review changes go to the city ledger too.
+    r#"
+    ALTER TABLE reviews ADD COLUMN shipped INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX reviews_unshipped ON reviews (shipped) WHERE shipped = 0;
+"#,
 ];

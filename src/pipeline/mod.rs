@@ -706,14 +706,15 @@ impl CameraPipeline {
     }
 
     /// Puts a camera's history from the city ledger (the latest message of each of its recent
-    /// events) into this ledger, without sending it again: recurrence counts and relapse
-    /// flags then come out as if the camera had never moved.
-    pub fn import_history(&mut self, history: &[String]) {
+    /// events, and their review changes) into this ledger, without sending it again:
+    /// recurrence counts, relapse flags and review states then come out as if the camera had
+    /// never moved.
+    pub fn import_history(&mut self, history: &crate::city::History) {
         self.ledger.set_delivery(false);
         match crate::city::record_into(&self.ledger, history) {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(camera = %self.camera.id, "{n} message(s) of the camera's history taken from the city ledger")
+            Ok((0, 0)) => {}
+            Ok((n, r)) => {
+                tracing::info!(camera = %self.camera.id, "{n} message(s) and {r} review change(s) of the camera's history taken from the city ledger")
             }
             Err(e) => {
                 tracing::error!(camera = %self.camera.id, "{e}; recurrence counts may be short");

@@ -316,6 +316,9 @@ pub enum ReviewError {
     /// The ledger failed (500).
     #[error("{0}")]
     Storage(String),
+    /// In a cluster: the event's camera runs on another node, which handles its reviews (409).
+    #[error("camera {0} runs on another node now: review the event there (GET /api/cluster names the node and its console)")]
+    Elsewhere(String),
 }
 
 /// Checks `req` by `actor` against the event as it stands: the state exists, the role may set

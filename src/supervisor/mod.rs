@@ -55,7 +55,7 @@ pub struct TakeOver {
     /// Latest messages of its open events, to continue.
     pub held: Vec<String>,
     /// Its recent history from the city ledger; None when it could not be read.
-    pub history: Option<Vec<String>>,
+    pub history: Option<crate::city::History>,
 }
 
 /// What a camera thread talks to.
@@ -220,7 +220,7 @@ impl Supervisor {
 
     /// Starts a camera the cluster gave this node, with its history, taking up its open
     /// events `held`.
-    pub fn take(&mut self, camera: &str, held: Vec<String>, history: Option<Vec<String>>) {
+    pub fn take(&mut self, camera: &str, held: Vec<String>, history: Option<crate::city::History>) {
         let Some(cam) = self.loaded.camera(camera).filter(|c| c.enabled).cloned() else {
             tracing::warn!(camera, "the cluster gave this node a camera its config does not have (enabled): check that every node has the same camera list");
             return;
@@ -450,8 +450,22 @@ impl Supervisor {
                     role: crate::review::Role::Platform,
                     grids: Vec::new(),
                 };
+                let in_cluster = self.custody.is_some();
                 self.review(&event_id, &request, &actor, None)
                     .err()
+                    // In a cluster every node hears the command; the one running the camera
+                    // answers, the others stay silent.
+                    .filter(|e| {
+                        let elsewhere = matches!(
+                            e,
+                            crate::review::ReviewError::NotFound(_)
+                                | crate::review::ReviewError::Elsewhere(_)
+                        );
+                        if in_cluster && elsewhere {
+                            tracing::debug!(event_id = %event_id, "review left to the node that runs the camera: {e}");
+                        }
+                        !(in_cluster && elsewhere)
+                    })
                     .map(|e| {
                         let payload = serde_json::json!({
                             "state": request.state,

@@ -25,11 +25,25 @@ impl Supervisor {
             .ledger
             .as_ref()
             .ok_or_else(|| ReviewError::Storage("the ledger is not open (see the log)".into()))?;
+        let storage = |e: crate::ledger::LedgerError| ReviewError::Storage(e.to_string());
+        // In a cluster the node running the camera reviews its events: it re-checks the street
+        // after a clearance and keeps the suppressions, and its review changes reach the city
+        // ledger from one place.
+        if self.custody.is_some() {
+            let camera = ledger
+                .incident(event_id)
+                .map_err(storage)?
+                .map(|i| i.camera);
+            match camera {
+                Some(c) if !self.cameras.contains_key(&c) => return Err(ReviewError::Elsewhere(c)),
+                None => return Err(ReviewError::NotFound(event_id.to_string())),
+                Some(_) => {}
+            }
+        }
         let tz = self.loaded.node_tz();
         let now = Utc::now();
         let (msg, change) = ledger.apply_review(event_id, req, actor, now, tz, photo)?;
         super::log_review(&msg);
-        let storage = |e: crate::ledger::LedgerError| ReviewError::Storage(e.to_string());
         let mut commands = Vec::new();
         match change.to {
             ReviewState::Cleared => {

@@ -463,8 +463,18 @@ fn wait_placed(
     nodes: usize,
     timeout: Duration,
 ) -> BTreeMap<String, (String, i64, i64)> {
+    wait_placed_of(config, &CAMERAS, nodes, timeout)
+}
+
+/// [`wait_placed`] for a list of cameras.
+fn wait_placed_of(
+    config: &Path,
+    cameras: &[&str],
+    nodes: usize,
+    timeout: Duration,
+) -> BTreeMap<String, (String, i64, i64)> {
     let until = Instant::now() + timeout;
-    let cameras: Vec<String> = CAMERAS.iter().map(|c| c.to_string()).collect();
+    let cameras: Vec<String> = cameras.iter().map(|c| c.to_string()).collect();
     loop {
         let status = cluster_status(config);
         let candidates: Vec<Candidate> = status["nodes"]
@@ -1257,11 +1267,15 @@ fn the_citys_cameras_and_zones_live_in_etcd() {
         let config = dir.join(format!("{node}.toml"));
         let _ = std::fs::remove_dir_all(dir.join(format!("data-{node}")));
         node_config(&config, node, &broker.url(), &etcd.endpoints, consoles[i]);
+        support::add_user(&config, "admin-li", "admin", &[], "cluster-admin-pw-5d1c");
         let log = dir.join(format!("{node}.log"));
         daemons.push(Daemon::start(&config, &log, &[("SW_CLUSTER_TOKEN", TOKEN)]));
     }
     let ids: Vec<&str> = first.iter().map(|c| c.0).collect();
-    let placed = wait_running(&city, &ids, Duration::from_secs(60));
+    wait_running(&city, &ids, Duration::from_secs(60));
+    // Settled: the first node to start held every camera until the minimum stay let the
+    // other take its share.
+    let placed = wait_placed_of(&city, &ids, 2, Duration::from_secs(60));
     assert!(
         sub.wait_until(Duration::from_secs(60), |r| events(r)
             .iter()
@@ -1280,7 +1294,7 @@ fn the_citys_cameras_and_zones_live_in_etcd() {
     assert!(on("cam-park-2", &sub.all()).is_empty());
 
     // The zone editor of the node that does not run cam-park-2 moves its zone onto the car.
-    let runner = placed["cam-park-2"].clone();
+    let runner = placed["cam-park-2"].0.clone();
     let other = if runner == "n1" { 1 } else { 0 };
     let bearer = format!("Authorization: Bearer {TOKEN}");
     let body = serde_json::json!({ "zones": [{
@@ -1398,7 +1412,39 @@ fn the_citys_cameras_and_zones_live_in_etcd() {
         out.contains("(4 unchanged)") && !out.contains("added") && !out.contains("changed:"),
         "{out}"
     );
-    // Every node's ledger still accounts for every message, and every payload is valid.
+    // The console's cluster page, in a browser, on the node that does not run cam-park-2.
+    let shots = dir.display().to_string();
+    let page = support::browser(&[
+        "cluster",
+        &format!("http://127.0.0.1:{}", consoles[other]),
+        "admin-li",
+        "cluster-admin-pw-5d1c",
+        "4",
+        &shots,
+    ]);
+    let rows: BTreeMap<String, String> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                r[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let running = wait_running(
+        &city,
+        &["cam-park-1", "cam-park-2", "cam-empty-1", "cam-new"],
+        Duration::from_secs(5),
+    );
+    assert_eq!(rows, running, "{page:#}");
+    assert_eq!(page["nodes"].as_array().unwrap().len(), 2, "{page:#}");
+    assert!(
+        page["summary"].as_str().unwrap().contains("from etcd"),
+        "{page:#}"
+    );
+    // Every payload is valid.
     drop(daemons);
     sub.assert_payloads_valid();
 }

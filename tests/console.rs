@@ -147,29 +147,6 @@ fn start(test: &str, broker: &support::Mosquitto, zones: &str) -> Node {
     }
 }
 
-fn node_script(args: &[&str]) -> serde_json::Value {
-    let script = support::root().join("tests/console/e2e.mjs");
-    assert!(
-        support::root()
-            .join("tests/console/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is not installed: run `make setup` (npm ci in tests/console)"
-    );
-    let o = Command::new("node")
-        .arg(&script)
-        .args(args)
-        .output()
-        .expect("node (Node.js) runs the browser script");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "browser script {args:?} failed ({}):\n{stdout}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    json(stdout.lines().last().unwrap_or_default().as_bytes())
-}
-
 #[test]
 fn an_operator_draws_a_zone_in_the_browser_and_the_running_camera_uses_it() {
     let broker = support::Mosquitto::start();
@@ -186,7 +163,7 @@ fn an_operator_draws_a_zone_in_the_browser_and_the_running_camera_uses_it() {
     );
 
     let shots = node.dir.display().to_string();
-    let saved = node_script(&[
+    let saved = support::browser(&[
         "editor",
         &node.base,
         "cam-ui",
@@ -259,7 +236,7 @@ fn an_operator_draws_a_zone_in_the_browser_and_the_running_camera_uses_it() {
     assert!(!reconnected, "the camera kept its connection");
 
     // The event browser shows it with its evidence photo.
-    let seen = node_script(&["events", &node.base, "op-wang", PASSWORD, &shots]);
+    let seen = support::browser(&["events", &node.base, "op-wang", PASSWORD, &shots]);
     assert!(seen["rows"].as_u64().unwrap() >= 1, "{seen}");
     assert_eq!(seen["who"], "op-wang", "{seen}");
     assert_eq!(seen["evidence_width"], 800, "{seen}");
@@ -639,7 +616,7 @@ fn an_operator_reviews_and_a_grid_worker_clears_the_case_on_a_phone() {
     // The operator: a wrong password, then the worklist; A confirmed and dispatched, B a false
     // alarm (reason "other" needs a note: the page asks for it before sending).
     let shots = node.dir.display().to_string();
-    let review = node_script(&["review", &base, "op-wang", PASSWORD, &a, &b, &shots]);
+    let review = support::browser(&["review", &base, "op-wang", PASSWORD, &a, &b, &shots]);
     assert!(
         review["login_error"]
             .as_str()
@@ -715,7 +692,7 @@ fn an_operator_reviews_and_a_grid_worker_clears_the_case_on_a_phone() {
     // On a phone: the start page sends them to their cases; they mark A cleared with a photo.
     let photo = node.dir.join("phone-photo.jpg");
     phone_photo(&photo);
-    let phone = node_script(&[
+    let phone = support::browser(&[
         "grid",
         &base,
         "li-grid8",
@@ -857,7 +834,7 @@ fn an_operator_reviews_and_a_grid_worker_clears_the_case_on_a_phone() {
 
     // The event browser shows the history with the photo; a login's `next` to another site is
     // ignored; logging out ends the session.
-    let history = node_script(&["history", &base, "op-wang", PASSWORD, &a, &shots]);
+    let history = support::browser(&["history", &base, "op-wang", PASSWORD, &a, &shots]);
     assert_eq!(history["landed"], "/", "{history}");
     let rows: Vec<&str> = history["history"]
         .as_array()

@@ -208,6 +208,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/zones", get(page(ZONES_PAGE)))
         .route("/events", get(page(EVENTS_PAGE)))
         .route("/grid", get(page(GRID_PAGE)))
+        .route("/cluster", get(page(CLUSTER_PAGE)))
         .route(
             "/console.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
@@ -286,6 +287,7 @@ pub async fn serve(
 
 const INDEX: &str = include_str!("assets/index.html");
 const ZONES_PAGE: &str = include_str!("assets/zones.html");
+const CLUSTER_PAGE: &str = include_str!("assets/cluster.html");
 const EVENTS_PAGE: &str = include_str!("assets/events.html");
 const LOGIN_PAGE: &str = include_str!("assets/login.html");
 const GRID_PAGE: &str = include_str!("assets/grid.html");

@@ -5,6 +5,7 @@
 //                                                                        and dispatches A, marks B a false alarm
 //   node e2e.mjs grid    BASE_URL USER PASSWORD EVENT_A PHOTO SHOT_DIR   a grid worker on a phone marks A cleared with a photo
 //   node e2e.mjs history BASE_URL USER PASSWORD EVENT_A SHOT_DIR         login with a foreign `next`, then A's review history
+//   node e2e.mjs cluster BASE_URL USER PASSWORD CAMERAS SHOT_DIR         the cluster page, once it lists CAMERAS cameras
 // Prints one JSON line with what it saw; exits non-zero on any failure.
 import { chromium } from "playwright-core";
 
@@ -175,6 +176,14 @@ try {
     console.log(JSON.stringify({
       who, cards, dispatch, place, button_height: button.height, button_width: button.width, overflow, state_after: after, done,
     }));
+  } else if (mode === "cluster") {
+    const [user, password, cameras, shots] = rest;
+    const { who } = await login("/cluster", user, password, "/cluster");
+    await page.waitForFunction((n) => document.querySelectorAll("#owners tr").length >= n, Number(cameras), { timeout: 30000 });
+    const rows = await page.$$eval("#owners tr", (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+    const nodes = await page.$$eval("#nodes tr", (trs) => trs.map((tr) => tr.cells[0].textContent));
+    await page.screenshot({ path: shots + "/cluster-page.png", fullPage: true });
+    console.log(JSON.stringify({ who, rows, nodes, summary: await page.textContent("#summary") }));
   } else if (mode === "history") {
     const [user, password, a, shots] = rest;
     // A `next` pointing at another site is ignored: the login lands on this console.

@@ -773,3 +773,29 @@ pub fn publish(port: u16, topic: &str, payload: &str) {
     }
     let _ = client.disconnect();
 }
+
+/// Runs the console's browser script (`tests/console/e2e.mjs`, headless Chromium driven by
+/// playwright-core) with `args`; returns the JSON line it printed.
+pub fn browser(args: &[&str]) -> serde_json::Value {
+    let script = root().join("tests/console/e2e.mjs");
+    assert!(
+        root()
+            .join("tests/console/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is not installed: run `make setup` (npm ci in tests/console)"
+    );
+    let o = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("node (Node.js) runs the browser script");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "browser script {args:?} failed ({}):\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}

@@ -268,7 +268,9 @@ impl Ledger {
     }
 
     /// Records a review change made on another node (from the city ledger) unless it is here
-    /// already; the event's review state follows its latest change. True when it was added.
+    /// already; the event's review state follows its latest change, and so does the thing's
+    /// suppression: made when the latest change is a "wrong object" false alarm, ended when it
+    /// is a verdict taken back. True when it was added.
     pub fn import_review(&self, r: &ReviewRecord) -> Result<bool, LedgerError> {
         let added = self
             .conn
@@ -301,6 +303,17 @@ impl Ledger {
                     params![r.event_id, r.to, r.seq],
                 )
                 .map_err(|e| self.err(e))?;
+            let latest = self.reviews_of(&r.event_id)?.last().map(|l| l.seq) == Some(r.seq);
+            let wrong_object = r.to == ReviewState::FalseAlarm.as_str()
+                && r.reason.as_deref() == Some(FalseAlarmReason::WrongObject.as_str());
+            let suppressions = self.suppressions_where("event_id = ?1", params![r.event_id])?;
+            if latest && wrong_object && suppressions.is_empty() {
+                self.add_suppression(&r.event_id, &r.by, r.at)?;
+            } else if latest && r.to == ReviewState::Pending.as_str() {
+                for s in suppressions.iter().filter(|s| s.ended.is_none()) {
+                    self.end_suppression(s.id, r.at, "removed")?;
+                }
+            }
         }
         Ok(added)
     }
@@ -559,5 +572,49 @@ mod tests {
         assert!(l.end_suppression(s.id, now, "removed").unwrap());
         assert!(!l.end_suppression(s.id, now, "removed").unwrap());
         assert!(l.active_suppressions(None).unwrap().is_empty());
+    }
+
+    /// Another node's review changes, imported in order, leave the same state and suppression
+    /// as if made here; importing them again changes nothing.
+    #[test]
+    fn imported_review_changes_carry_the_state_and_the_suppression() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (made, taken) = (ledger_with_event(from.path()), ledger_with_event(to.path()));
+        let tz = chrono_tz::Asia::Shanghai;
+        let now = Utc::now();
+        made.apply_review("e1", &req("confirmed"), &op(), now, tz, None)
+            .unwrap();
+        let wrong = ReviewRequest {
+            reason: Some(FalseAlarmReason::WrongObject),
+            ..req("false_alarm")
+        };
+        made.apply_review("e1", &wrong, &op(), now, tz, None)
+            .unwrap();
+        let changes = made.reviews_of("e1").unwrap();
+        for r in &changes {
+            assert!(taken.import_review(r).unwrap());
+        }
+        assert!(!taken.import_review(&changes[1]).unwrap());
+        assert_eq!(
+            taken.incident("e1").unwrap().unwrap().review_state,
+            "false_alarm"
+        );
+        let active = taken.active_suppressions(Some("cam")).unwrap();
+        assert_eq!(active.len(), 1, "{active:?}");
+        assert_eq!(active[0].event_id, "e1");
+        assert!(
+            taken.unshipped_reviews(10).unwrap().is_empty(),
+            "imported ones are shipped"
+        );
+        // The verdict taken back on the first node: the suppression ends here too.
+        made.apply_review("e1", &req("pending"), &op(), now, tz, None)
+            .unwrap();
+        let back = made.reviews_of("e1").unwrap().pop().unwrap();
+        assert!(taken.import_review(&back).unwrap());
+        assert!(taken.active_suppressions(Some("cam")).unwrap().is_empty());
+        assert_eq!(
+            taken.incident("e1").unwrap().unwrap().review_state,
+            "pending"
+        );
     }
 }

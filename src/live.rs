@@ -62,6 +62,13 @@ impl LiveView {
         }
     }
 
+    /// Forgets a camera's frame (it runs on another node now: a stale picture would mislead).
+    pub fn remove(&self, camera: &str) {
+        if let Ok(mut m) = self.frames.write() {
+            m.remove(camera);
+        }
+    }
+
     /// A camera's latest frame, if it has produced one.
     pub fn get(&self, camera: &str) -> Option<LiveFrame> {
         self.frames.read().ok()?.get(camera).cloned()

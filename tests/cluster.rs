@@ -1444,6 +1444,27 @@ fn the_citys_cameras_and_zones_live_in_etcd() {
         page["summary"].as_str().unwrap().contains("from etcd"),
         "{page:#}"
     );
+    // Its zone editor has no picture of cam-park-2, and says which node has, with a link.
+    let away = support::browser(&[
+        "away",
+        &format!("http://127.0.0.1:{}", consoles[other]),
+        "cam-park-2",
+        "admin-li",
+        "cluster-admin-pw-5d1c",
+        &shots,
+    ]);
+    assert_eq!(away["camera"], "cam-park-2", "{away:#}");
+    let info = away["info"].as_str().unwrap();
+    assert!(
+        info.contains(&format!("node {runner} runs this camera")),
+        "{away:#}"
+    );
+    let runner_console = consoles[if other == 0 { 1 } else { 0 }];
+    assert_eq!(
+        away["link"],
+        format!("http://127.0.0.1:{runner_console}/zones?camera=cam-park-2"),
+        "{away:#}"
+    );
     // Every payload is valid.
     drop(daemons);
     sub.assert_payloads_valid();

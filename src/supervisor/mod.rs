@@ -238,6 +238,7 @@ impl Supervisor {
             let _ = thread.join();
         }
         self.stats.remove(camera);
+        self.live.remove(camera);
         let _ = self.tx.send(Outbound::Released {
             camera: camera.to_string(),
         });

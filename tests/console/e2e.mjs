@@ -6,6 +6,7 @@
 //   node e2e.mjs grid    BASE_URL USER PASSWORD EVENT_A PHOTO SHOT_DIR   a grid worker on a phone marks A cleared with a photo
 //   node e2e.mjs history BASE_URL USER PASSWORD EVENT_A SHOT_DIR         login with a foreign `next`, then A's review history
 //   node e2e.mjs cluster BASE_URL USER PASSWORD CAMERAS SHOT_DIR         the cluster page, once it lists CAMERAS cameras
+//   node e2e.mjs away    BASE_URL CAMERA USER PASSWORD SHOT_DIR         the zone editor of a node that does not run CAMERA
 // Prints one JSON line with what it saw; exits non-zero on any failure.
 import { chromium } from "playwright-core";
 
@@ -184,6 +185,13 @@ try {
     const nodes = await page.$$eval("#nodes tr", (trs) => trs.map((tr) => tr.cells[0].textContent));
     await page.screenshot({ path: shots + "/cluster-page.png", fullPage: true });
     console.log(JSON.stringify({ who, rows, nodes, summary: await page.textContent("#summary") }));
+  } else if (mode === "away") {
+    const [camera, user, password, shots] = rest;
+    const { who } = await login("/zones?camera=" + encodeURIComponent(camera), user, password, "/zones");
+    await page.waitForFunction(() => document.getElementById("frame-info").textContent.includes("runs this camera"), null, { timeout: 20000 });
+    const link = await page.getAttribute("#frame-info a", "href");
+    await page.screenshot({ path: shots + "/zone-editor-away.png" });
+    console.log(JSON.stringify({ who, camera: await page.inputValue("#camera"), info: await page.textContent("#frame-info"), link }));
   } else if (mode === "history") {
     const [user, password, a, shots] = rest;
     // A `next` pointing at another site is ignored: the login lands on this console.

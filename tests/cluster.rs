@@ -126,6 +126,21 @@ impl Etcd {
             .is_ok_and(|s| s.success())
     }
 
+    /// `etcdctl ARGS…` against the cluster; panics when it fails.
+    fn ctl(&self, args: &[&str]) {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoints.join(",")])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {
             let _ = c.kill();
@@ -1391,6 +1406,37 @@ fn the_citys_cameras_and_zones_live_in_etcd() {
         &["cam-park-1", "cam-park-2", "cam-empty-1", "cam-new"],
         Duration::from_secs(30),
     );
+
+    // A camera written into etcd by hand that fails the checks: every node keeps its config in
+    // force and says where the mistake is; removed, nothing changed.
+    let bad = "[[cameras]]\nid = \"cam-bad\"\nurl = \"rtsp://10.0.0.9/sub\"\ndetect_every_seconds = -1.0\n";
+    etcd.ctl(&["put", "/streetwatch/config/cameras/cam-bad", bad]);
+    let until = Instant::now() + Duration::from_secs(15);
+    while !daemons.iter().all(|d| {
+        d.log_text()
+            .contains("etcd:/streetwatch/config/cameras/cam-bad:4:")
+    }) {
+        assert!(
+            Instant::now() < until,
+            "a node did not refuse cam-bad:\n{}",
+            daemons[0].log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The nodes run what they ran; status shows the refused camera as run by no node.
+    let status = cluster_status(&city);
+    let running: Vec<String> = owners(&status).into_keys().collect();
+    assert_eq!(
+        running,
+        ["cam-empty-1", "cam-new", "cam-park-1", "cam-park-2"],
+        "{status:#}"
+    );
+    assert_eq!(
+        status["unowned"],
+        serde_json::json!(["cam-bad"]),
+        "{status:#}"
+    );
+    etcd.ctl(&["del", "/streetwatch/config/cameras/cam-bad"]);
 
     // Export gives the city's file back; importing it again changes nothing.
     let exported = dir.join("exported.toml");

@@ -479,6 +479,11 @@ impl Node {
             return;
         }
         self.catalog_seen = seen.clone();
+        // Where the cameras live decides where the zone editor saves, even while the cameras
+        // there do not pass this node's checks (a fix saved there is what applies them).
+        if let Ok(mut v) = self.view.lock() {
+            v.cameras_from_etcd = seen.is_some();
+        }
         let config = match &seen {
             Some(c) => crate::config::city::with_cameras(&self.config, c),
             None => crate::config::load(&self.config),
@@ -503,9 +508,6 @@ impl Node {
         }
         if let Ok(mut list) = self.cameras.lock() {
             *list = config.enabled_cameras();
-        }
-        if let Ok(mut v) = self.view.lock() {
-            v.cameras_from_etcd = seen.is_some();
         }
         let _ = self.tx.send(Order::Configure {
             config: Box::new(config),

@@ -3,6 +3,7 @@
 //! back, every node follows them (`mod.rs`), and the console's zone editor saves one camera
 //! through [`Catalog`].
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
@@ -46,16 +47,22 @@ pub struct ImportSummary {
 impl ImportSummary {
     /// What importing `cameras` (id, text) over `stored` changes.
     pub fn between(stored: &[CameraText], cameras: &[(String, String)]) -> Self {
+        // By id, so a city of 10,000 cameras is compared in one pass each way.
+        let old: HashMap<&str, &str> = stored
+            .iter()
+            .map(|c| (c.id.as_str(), c.text.as_str()))
+            .collect();
+        let new: HashSet<&str> = cameras.iter().map(|(id, _)| id.as_str()).collect();
         let mut summary = Self::default();
         for (id, text) in cameras {
-            match stored.iter().find(|c| c.id == *id) {
-                Some(old) if old.text == *text => summary.unchanged.push(id.clone()),
+            match old.get(id.as_str()) {
+                Some(was) if *was == text => summary.unchanged.push(id.clone()),
                 Some(_) => summary.changed.push(id.clone()),
                 None => summary.added.push(id.clone()),
             }
         }
         for c in stored {
-            if !cameras.iter().any(|(id, _)| *id == c.id) {
+            if !new.contains(c.id.as_str()) {
                 summary.removed.push(c.id.clone());
             }
         }
@@ -73,9 +80,10 @@ pub async fn import(
     let keys = Keys::new(&cfg.key_prefix);
     let (_, stored) = read_with(&mut client, &keys).await?;
     let summary = ImportSummary::between(&stored, cameras);
+    let written: HashSet<&String> = summary.added.iter().chain(&summary.changed).collect();
     let mut ops = Vec::new();
     for (id, text) in cameras {
-        if summary.added.contains(id) || summary.changed.contains(id) {
+        if written.contains(id) {
             ops.push(TxnOp::put(keys.config_camera(id), text.as_str(), None));
         }
     }
@@ -172,5 +180,34 @@ impl Catalog {
             return Err(CatalogError::Changed(camera.id.clone()));
         }
         Ok(r.header().map_or(0, |h| h.revision()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_says_what_it_adds_changes_keeps_and_removes() {
+        let stored = |id: &str, text: &str| CameraText {
+            id: id.into(),
+            source: format!("etcd:/sw/config/cameras/{id}"),
+            text: text.into(),
+        };
+        let file = |id: &str, text: &str| (id.to_string(), text.to_string());
+        let s = ImportSummary::between(
+            &[stored("a", "1"), stored("b", "2"), stored("c", "3")],
+            &[file("b", "2"), file("c", "changed"), file("d", "4")],
+        );
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            s,
+            ImportSummary {
+                added: ids(&["d"]),
+                changed: ids(&["c"]),
+                unchanged: ids(&["b"]),
+                removed: ids(&["a"]),
+            }
+        );
     }
 }

@@ -344,36 +344,29 @@ impl Node {
         }
         let since = chrono::Utc::now() - self.history_window;
         let wait = Duration::from_secs(3);
-        if self.city_link.is_none() {
-            match tokio::time::timeout(wait, address.connect()).await {
-                Ok(Ok(c)) => self.city_link = Some(c),
-                Ok(Err(e)) => {
-                    tracing::warn!(camera, "{e}: the camera starts with its history partial");
-                    self.city_failed = Some(Instant::now());
-                    return None;
-                }
-                Err(_) => {
-                    tracing::warn!(camera, "the city ledger did not answer in {wait:?}: the camera starts with its history partial");
-                    self.city_failed = Some(Instant::now());
-                    return None;
-                }
-            }
-        }
-        let link = self.city_link.as_ref()?;
-        match tokio::time::timeout(wait, link.history(camera, since)).await {
-            Ok(Ok(h)) => {
+        // Connecting (when there is no connection yet) and reading, within one wait; a
+        // connection that failed is dropped and made again next time.
+        let (link, address) = (self.city_link.take(), address.clone());
+        let read = async move {
+            let link = match link {
+                Some(l) => l,
+                None => address.connect().await?,
+            };
+            let history = link.history(camera, since).await?;
+            Ok::<_, crate::city::CityError>((link, history))
+        };
+        match tokio::time::timeout(wait, read).await {
+            Ok(Ok((link, history))) => {
+                self.city_link = Some(link);
                 self.city_failed = None;
-                Some(h)
+                Some(history)
             }
-            Ok(Err(e)) => {
-                tracing::warn!(camera, "{e}: the camera starts with its history partial");
-                self.city_link = None;
-                self.city_failed = Some(Instant::now());
-                None
-            }
-            Err(_) => {
-                tracing::warn!(camera, "the city ledger did not answer in {wait:?}: the camera starts with its history partial");
-                self.city_link = None;
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("the city ledger did not answer in {wait:?}"),
+                };
+                tracing::warn!(camera, "{why}: the camera starts with its history partial");
                 self.city_failed = Some(Instant::now());
                 None
             }
